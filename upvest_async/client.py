@@ -1,0 +1,204 @@
+"""``UpvestClient``: one ``aiohttp.ClientSession`` under the token and signing middlewares."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from .config import DEFAULT_BASE_URL, settings_from_env
+from .errors import ConfigurationError
+from .keys import PrivateKeyInput, load_signing_key
+from .middlewares import SigningMiddleware, TokenMiddleware
+from .pagination import MAX_LIMIT, Paginator
+from .resources import Portfolios, Positions
+from .stats import ClientStats
+from .tokens import TokenManager
+from .transport import RawResponse, Transport
+
+__all__ = ["UpvestClient"]
+
+T = TypeVar("T")
+
+#: Default retries after the first attempt of a call.
+DEFAULT_MAX_RETRIES = 2
+#: Default seconds allowed for one attempt of a call.
+DEFAULT_TIMEOUT = 60.0
+#: Default cap on simultaneous connections of the client.
+DEFAULT_CONNECTION_LIMIT = 100
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class UpvestClient:
+    """Async client of the Upvest Investment API (Portfolios and Positions).
+
+    Use it as ``async with UpvestClient(...) as client:``; the session is opened on entry (or on
+    the first call) and closed on exit. Resource namespaces: ``client.positions`` and
+    ``client.portfolios`` (``.configurations``).
+
+    Arguments: ``client_id`` (tenant client uuid, sent as ``upvest-client-id``),
+    ``client_secret``, ``key_id`` (issued by Upvest for the registered public key),
+    ``private_key`` (PEM text/bytes, EC or PKCS#8, or a loaded P-521 key),
+    ``private_key_passphrase``, ``base_url`` (default ``https://sandbox.upvest.co``; ``http://``
+    only for loopback hosts), ``scopes`` (``None``: each call asks for the least scope its
+    endpoint needs), ``max_retries`` (retries after the first attempt, default 2), ``timeout``
+    (seconds per attempt, default 60), ``connection_limit`` (simultaneous connections, 100).
+
+    Raises :class:`~upvest_async.ConfigurationError` (or its subclass
+    :class:`~upvest_async.SigningKeyError`) at construction for unusable settings; nothing is
+    sent before the first call.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        key_id: str,
+        private_key: PrivateKeyInput,
+        private_key_passphrase: str | bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        scopes: Sequence[str] | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+    ) -> None:
+        try:
+            self.client_id = str(uuid.UUID(client_id))
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigurationError("client_id must be the tenant's client UUID") from None
+        if not isinstance(client_secret, str) or not client_secret:
+            raise ConfigurationError("client_secret must be a non-empty string")
+        if not isinstance(key_id, str) or not key_id or not key_id.isprintable():
+            raise ConfigurationError("key_id must be a non-empty printable string")
+        url = URL(base_url)
+        if url.scheme not in {"https", "http"} or not url.host:
+            raise ConfigurationError(f"base_url must be an https:// URL, got {base_url!r}")
+        if url.scheme == "http" and not _is_loopback(url.host):
+            raise ConfigurationError(
+                "base_url must use https:// (http:// is allowed for loopback hosts only)"
+            )
+        if scopes is not None and (
+            isinstance(scopes, str) or not all(s and " " not in s for s in scopes)
+        ):
+            raise ConfigurationError("scopes must be a sequence of scope names without spaces")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError("max_retries must be an integer >= 0")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError("timeout must be a positive number of seconds")
+        self.key_id = key_id
+        self.base_url = url
+        self.scopes = tuple(scopes) if scopes is not None else None
+        self.max_retries = max_retries
+        self.timeout = float(timeout)
+        self._connection_limit = connection_limit
+        self._private_key = load_signing_key(private_key, private_key_passphrase)
+        #: Traffic counters (requests, token requests, pages, retries).
+        self.stats = ClientStats()
+        self._tokens = TokenManager(
+            client_id=self.client_id, client_secret=client_secret, scopes=scopes,
+            stats=self.stats,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
+        self._closed = False
+        self.positions = Positions(self)
+        self.portfolios = Portfolios(self)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build a client from the ``UPVEST_API_*`` variables (see :mod:`upvest_async.config`);
+        any constructor keyword in ``overrides`` wins. Raises
+        :class:`~upvest_async.ConfigurationError` naming missing variables."""
+        settings = settings_from_env(environ)
+        settings.update(overrides)
+        return cls(**settings)
+
+    def __repr__(self) -> str:
+        return (
+            f"UpvestClient(base_url={str(self.base_url)!r}, client_id={self.client_id!r}, "
+            f"key_id={self.key_id!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; the client cannot be used afterwards."""
+        self._closed = True
+        if self._session is not None:
+            session, self._session, self._transport = self._session, None, None
+            await session.close()
+
+    def _open(self) -> Transport:
+        if self._transport is not None:
+            return self._transport
+        if self._closed:
+            raise RuntimeError("this UpvestClient is closed")
+        signing = SigningMiddleware(self._private_key, self.key_id, stats=self.stats)
+        session = aiohttp.ClientSession(
+            headers={
+                "accept": "application/json",
+                "upvest-api-version": "1",
+                "upvest-client-id": self.client_id,
+            },
+            middlewares=(TokenMiddleware(self._tokens), signing),
+            connector=aiohttp.TCPConnector(limit=self._connection_limit),
+        )
+        self._tokens.bind(session, self.base_url, signing)
+        self._session = session
+        self._transport = Transport(
+            session, self.base_url, max_retries=self.max_retries, timeout=self.timeout,
+            stats=self.stats,
+        )
+        return self._transport
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> RawResponse:
+        return await self._open().request(
+            method, path, params=params, json_body=json_body, idempotency_key=idempotency_key
+        )
+
+    def _paginate(
+        self,
+        path: str,
+        item_type: type[T],
+        *,
+        params: Mapping[str, str | int] | None = None,
+        page_size: int = MAX_LIMIT,
+        offset: int = 0,
+        max_items: int | None = None,
+    ) -> Paginator[T]:
+        return Paginator(
+            self._request, self.stats, path, item_type, params=params, page_size=page_size,
+            offset=offset, max_items=max_items,
+        )

@@ -1,0 +1,102 @@
+"""The package's one ``cattrs`` converter between JSON-shaped data and the attrs models.
+
+- Decimal strings (seed pattern ``^-?[0-9]{0,63}(\\.[0-9]{1,27})?$``) become :class:`Decimal` and
+  are written back as plain decimal strings (``format(value, "f")``), never through ``float``.
+  The pattern also admits ``""`` (quirk Q8): the SDK rejects it as not a number.
+- uuids become :class:`uuid.UUID`; an *optional* uuid sent as ``""`` reads as ``None`` (Q10).
+- Timestamps (RFC 3339, any number of fractional digits, Q16) become timezone-aware
+  :class:`datetime`; a timestamp without offset is rejected.
+- Open enums accept unknown values; unknown fields in responses are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import cattrs
+
+from .errors import ResponseValidationError
+
+__all__ = ["converter", "structure", "unstructure"]
+
+T = TypeVar("T")
+
+_DECIMAL = re.compile(r"-?[0-9]{0,63}(\.[0-9]{1,27})?")
+
+converter = cattrs.Converter()
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    if not isinstance(value, str) or not value or not _DECIMAL.fullmatch(value) or value == "-":
+        raise ValueError(f"expected a decimal string, got {value!r:.40}")
+    return Decimal(value)
+
+
+def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a uuid string, got {type(value).__name__}")
+    return uuid.UUID(value)
+
+
+def _structure_optional_uuid(value: Any, _: Any) -> uuid.UUID | None:
+    if value is None or value == "":
+        return None
+    return _structure_uuid(value, None)
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an RFC 3339 timestamp, got {type(value).__name__}")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {value!r:.40} has no UTC offset")
+    return parsed
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+converter.register_structure_hook(Decimal, _structure_decimal)
+converter.register_unstructure_hook(Decimal, lambda value: format(value, "f"))
+converter.register_structure_hook(uuid.UUID, _structure_uuid)
+converter.register_unstructure_hook(uuid.UUID, str)
+converter.register_structure_hook_func(
+    lambda cls: cls == (uuid.UUID | None), _structure_optional_uuid
+)
+converter.register_structure_hook(datetime, _structure_datetime)
+converter.register_unstructure_hook(datetime, _unstructure_datetime)
+
+
+def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
+    """Convert JSON-shaped ``data`` into ``cls``.
+
+    Raises :class:`~upvest_async.errors.ResponseValidationError` naming the first offending
+    field (``$.data[3].quantity``) and the request id.
+    """
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        messages = cattrs.transform_error(exc, path="$")
+        first = messages[0] if messages else str(exc)
+        message, _, path = first.rpartition(" @ ")
+        raise ResponseValidationError(message or first, path=path, request_id=request_id) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ResponseValidationError(str(exc), request_id=request_id) from None
+
+
+def unstructure(value: Any) -> Any:
+    """Convert a model back to JSON-shaped data with the API's field names and decimal strings."""
+    return converter.unstructure(value)
+
+
+def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` without the keys whose value is ``None`` (never send unset fields)."""
+    return {key: value for key, value in data.items() if value is not None}

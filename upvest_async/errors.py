@@ -1,0 +1,223 @@
+"""The exception hierarchy of upvest-async.
+
+Everything raised on purpose derives from :class:`UpvestError`. ``str(error)`` is one line and
+never contains a secret (client secret, access token, private key or passphrase).
+
+- :class:`ConfigurationError`: bad client configuration, raised at construction
+  (:class:`SigningKeyError` for an unusable private key).
+- :class:`ValidationError`: bad input to a method, raised before anything is sent.
+- :class:`APIStatusError`: the API answered with a non-2xx status; one subclass per status,
+  carrying the RFC 9457 problem details of the body.
+- :class:`APIConnectionError` / :class:`APITimeoutError`: no usable response was received.
+- :class:`ResponseValidationError`: a 2xx body that does not match the documented model.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "NotAcceptableError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "SigningKeyError",
+    "UnprocessableEntityError",
+    "UpvestError",
+    "ValidationError",
+    "parse_retry_after",
+]
+
+
+class UpvestError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigurationError(UpvestError):
+    """The client configuration is unusable (missing or malformed setting)."""
+
+
+class SigningKeyError(ConfigurationError):
+    """The HTTP-signing private key cannot be used.
+
+    Raised at client construction for garbage PEM, a wrong or missing passphrase, a key that is
+    not an EC key, or an EC key that is not on curve P-521 (secp521r1). The message never contains
+    the key or the passphrase.
+    """
+
+
+class ValidationError(UpvestError, ValueError):
+    """Input to an SDK method breaks a documented rule; nothing was sent.
+
+    Attributes: ``field`` (the API's field or parameter name) and ``rule`` (the rule broken).
+    """
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{field}: {rule}")
+
+
+class APIConnectionError(UpvestError):
+    """The request could not be completed: connection refused, reset or closed early."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The call did not complete within its timeout (seconds, per call)."""
+
+
+class ResponseValidationError(UpvestError):
+    """A 2xx response body does not match the documented model.
+
+    Attributes: ``path`` (where in the body), ``request_id`` (``upvest-request-id``).
+    """
+
+    def __init__(self, message: str, *, path: str = "", request_id: str | None = None) -> None:
+        self.path = path
+        self.request_id = request_id
+        suffix = f" (request id {request_id})" if request_id else ""
+        where = f" at {path}" if path else ""
+        super().__init__(f"response body does not match the model{where}: {message}{suffix}")
+
+
+class APIStatusError(UpvestError):
+    """The API answered with a non-2xx status.
+
+    Attributes: ``status`` (HTTP status), ``type``, ``title``, ``detail``, ``instance`` (RFC 9457
+    problem details, ``None`` when absent), ``request_id`` (from the body, else the
+    ``upvest-request-id`` header), ``body`` (the raw response bytes), ``headers``, and ``attempts``
+    (how many attempts the call made).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        attempts: int = 1,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.body = body
+        self.headers = dict(headers)
+        self.attempts = attempts
+        problem: dict[str, Any] = {}
+        try:
+            parsed = json.loads(body) if body else {}
+            if isinstance(parsed, dict):
+                problem = parsed
+        except ValueError:
+            pass
+
+        def text(key: str) -> str | None:
+            value = problem.get(key)
+            return value if isinstance(value, str) else None
+
+        self.type = text("type")
+        self.title = text("title")
+        self.detail = text("detail")
+        self.instance = text("instance")
+        self.request_id = text("request_id") or self.headers.get("upvest-request-id")
+        super().__init__(self._one_line())
+
+    def _one_line(self) -> str:
+        summary = self.detail or self.title or self.type or "no problem details"
+        request = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.status} on {self.method} {self.path}: {summary}{request}"
+
+
+class BadRequestError(APIStatusError):
+    """400: the request is malformed or breaks a documented rule."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: missing, invalid or expired access token, or a signature the API rejected."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the access token lacks the scope the endpoint needs."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such resource."""
+
+
+class NotAcceptableError(APIStatusError):
+    """406: the ``accept`` header asks for a media type the API cannot produce."""
+
+
+class ConflictError(APIStatusError):
+    """409: conflicting state, e.g. a second configuration for one account."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: e.g. an idempotency key reused with a different request."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the parsed ``Retry-After`` in seconds."""
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("retry-after"))
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the API failed to handle the request."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    406: NotAcceptableError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """Return the :class:`APIStatusError` subclass for an HTTP status."""
+    if status >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status, APIStatusError)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse ``Retry-After`` (RFC 9110, section 10.2.3) into seconds from ``now``.
+
+    Accepts delta-seconds or an HTTP-date; returns ``None`` when absent or unparsable, and
+    never a negative number.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    reference = time.time() if now is None else now
+    return max(0.0, when.timestamp() - reference)

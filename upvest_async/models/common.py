@@ -1,0 +1,67 @@
+"""Shapes shared by every resource: open enums, list ``meta`` and pages.
+
+Source: ENDPOINTS.md S5 (``meta``) and S3 (problem details).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+__all__ = ["Meta", "OpenEnum", "Page", "SortOrder"]
+
+T = TypeVar("T")
+
+
+class OpenEnum(str, enum.Enum):
+    """A string enum that accepts values the seeds do not list (forward compatibility).
+
+    An unknown value becomes a pseudo-member whose ``value`` is the string received; it compares
+    equal to that string and is written back unchanged.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class SortOrder(OpenEnum):
+    """``meta.order`` (S5): ``ASC`` or ``DESC``."""
+
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@attrs.frozen
+class Meta:
+    """The ``meta`` object of a list response (S5).
+
+    ``offset``: items skipped before this page; ``limit``: the page size asked for; ``count``:
+    items in this page; ``total_count``: items in the whole list; ``sort`` / ``order``: the
+    ordering, when the API reports it.
+    """
+
+    offset: int
+    limit: int
+    count: int
+    total_count: int
+    sort: str | None = None
+    order: SortOrder | None = None
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a list endpoint: ``items`` (the ``data`` array, typed) and ``meta``."""
+
+    items: list[T]
+    meta: Meta

@@ -1,0 +1,174 @@
+"""The embedded sandbox: a local simulator of the Upvest Investment API on 127.0.0.1.
+
+It verifies every signature like the real API (see :mod:`.verifier`), issues access tokens for
+its generated client credentials and key pair, checks bearer tokens and scopes, and serves a
+generated tenant (:mod:`.tenant`). Use it in-process::
+
+    async with Sandbox(accounts=5, positions_per_account=1200) as sandbox:
+        async with sandbox.client() as client:
+            async for position in client.positions.list(sandbox.tenant.account_ids[0]):
+                ...
+
+or standalone with ``upvest-async sandbox``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..client import UpvestClient
+from .app import SandboxCounters, SandboxState, create_app
+from .tenant import Tenant
+from .verifier import SignatureVerifier
+
+__all__ = ["Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
+
+
+@attrs.frozen(repr=False)
+class SandboxCredentials:
+    """Client credentials the sandbox accepts, deterministic from its seed.
+
+    ``private_key_pem`` is the P-521 key (PKCS#8, encrypted with ``passphrase``). Secrets are
+    not shown by ``repr``.
+    """
+
+    client_id: str
+    client_secret: str
+    key_id: str
+    private_key: ec.EllipticCurvePrivateKey
+    passphrase: str
+
+    def __repr__(self) -> str:
+        return f"SandboxCredentials(client_id={self.client_id!r}, key_id={self.key_id!r})"
+
+    @classmethod
+    def from_seed(cls, seed: int) -> SandboxCredentials:
+        digest = hashlib.sha512(f"upvest-async-sandbox-{seed}".encode()).digest()
+        # Any integer in [1, 2**520) is a valid P-521 private scalar (the order is above 2**520).
+        scalar = int.from_bytes(digest + hashlib.sha512(digest).digest()) % (2**520 - 1) + 1
+        return cls(
+            client_id=str(uuid.UUID(bytes=digest[:16], version=4)),
+            client_secret=digest[16:40].hex(),
+            key_id=f"sandbox-key-{seed}",
+            private_key=ec.derive_private_key(scalar, ec.SECP521R1()),
+            passphrase=digest[40:56].hex(),
+        )
+
+    def private_key_pem(self) -> str:
+        """The private key as passphrase-encrypted PKCS#8 PEM text."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self.passphrase.encode()),
+        ).decode("ascii")
+
+
+class Sandbox:
+    """Runs the sandbox application on ``host`` (127.0.0.1) and a free ``port`` (0: any).
+
+    ``accounts`` / ``positions_per_account`` / ``seed``: the generated tenant; ``latency_ms``:
+    milliseconds added to every response; ``token_lifetime``: seconds an access token lives.
+    ``base_url`` is known after :meth:`start` (or entering ``async with``).
+    """
+
+    def __init__(
+        self,
+        *,
+        accounts: int = 20,
+        positions_per_account: int = 500,
+        seed: int = 0,
+        latency_ms: float = 0.0,
+        token_lifetime: float = 1799.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.credentials = SandboxCredentials.from_seed(seed)
+        self.tenant = Tenant(
+            accounts=accounts, positions_per_account=positions_per_account, seed=seed
+        )
+        self.state = SandboxState(
+            tenant=self.tenant,
+            client_id=self.credentials.client_id,
+            client_secret=self.credentials.client_secret,
+            verifier=SignatureVerifier(
+                {self.credentials.key_id: self.credentials.private_key.public_key()}
+            ),
+            token_lifetime=token_lifetime,
+            latency=latency_ms / 1000.0,
+        )
+        self.app = create_app(self.state)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    @property
+    def counters(self) -> SandboxCounters:
+        """What the sandbox saw so far (requests, token requests, rejected signatures...)."""
+        return self.state.counters
+
+    async def start(self) -> str:
+        """Start serving; returns the base URL (``http://127.0.0.1:<port>``)."""
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.base_url = f"http://{self._host}:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop serving and close open connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def client_settings(self) -> dict[str, Any]:
+        """The :class:`UpvestClient` keyword arguments that reach this sandbox."""
+        if not self.base_url:
+            raise RuntimeError("start the sandbox first")
+        return {
+            "client_id": self.credentials.client_id,
+            "client_secret": self.credentials.client_secret,
+            "key_id": self.credentials.key_id,
+            "private_key": self.credentials.private_key_pem(),
+            "private_key_passphrase": self.credentials.passphrase,
+            "base_url": self.base_url,
+        }
+
+    def client(self, **overrides: Any) -> UpvestClient:
+        """A client configured for this sandbox; ``overrides`` are constructor keywords."""
+        return UpvestClient(**{**self.client_settings(), **overrides})
+
+    def env(self) -> dict[str, str]:
+        """The ``UPVEST_API_*`` variables that point a client at this sandbox."""
+        settings = self.client_settings()
+        return {
+            "UPVEST_API_BASE_URL": settings["base_url"],
+            "UPVEST_API_CLIENT_ID": settings["client_id"],
+            "UPVEST_API_CLIENT_SECRET": settings["client_secret"],
+            "UPVEST_API_KEY_ID": settings["key_id"],
+            "UPVEST_API_HTTP_SIGN_PRIVATE_KEY": settings["private_key"],
+            "UPVEST_API_HTTP_SIGN_PRIVATE_KEY_PASSPHRASE": settings["private_key_passphrase"],
+        }

@@ -1,0 +1,309 @@
+"""The sandbox's ``aiohttp.web`` application: authentication, signatures, problem details, routes.
+
+Every request is verified (signature, ``upvest-client-id``, ``accept``), every API request needs
+a bearer token with the endpoint's scope, every response carries ``upvest-request-id``, and errors
+are ``application/problem+json`` (RFC 9457) with ``type``, ``status``, ``title``, ``detail``,
+``instance`` and ``request_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+from aiohttp import web
+
+from ..scopes import PORTFOLIOS_ADMIN, PORTFOLIOS_READ, POSITIONS_READ, TOKEN_PATH
+from .tenant import Tenant
+from .verifier import SignatureRejected, SignatureVerifier
+
+__all__ = ["SandboxCounters", "SandboxState", "create_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The status -> problem ``type`` slugs of the seeds' examples (S3).
+_TYPES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    422: "unprocessable_entity", 429: "too_many_requests", 500: "internal_server_error",
+    503: "service_unavailable", 504: "gateway_timeout",
+}
+_TITLES = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
+    422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+}
+_ACCEPTABLE = {"application/json", "application/pdf"}
+_MAX_LIMIT = 1000
+_DEFAULT_LIMIT = 100
+
+
+class Problem(Exception):
+    """Raised inside handlers to answer with problem details."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(detail)
+
+
+@attrs.define
+class SandboxCounters:
+    """What the sandbox saw. ``requests``: every request received; ``token_requests``;
+    ``bad_signatures``: signatures rejected for any reason but a replay;
+    ``nonce_replays``; ``unauthorized``: bearer tokens refused; ``forbidden``: scope refusals."""
+
+    requests: int = 0
+    token_requests: int = 0
+    bad_signatures: int = 0
+    nonce_replays: int = 0
+    unauthorized: int = 0
+    forbidden: int = 0
+
+
+@attrs.define
+class _Token:
+    scopes: frozenset[str]
+    expires_at: float
+
+
+@attrs.define
+class SandboxState:
+    """The sandbox's mutable state: tenant, registered client, tokens, counters, options.
+
+    ``latency``: seconds added to every response (to model a WAN); ``token_lifetime``: seconds
+    an access token is valid.
+    """
+
+    tenant: Tenant
+    client_id: str
+    client_secret: str
+    verifier: SignatureVerifier
+    scopes: frozenset[str] = frozenset({POSITIONS_READ, PORTFOLIOS_READ, PORTFOLIOS_ADMIN})
+    token_lifetime: float = 1799.0
+    latency: float = 0.0
+    counters: SandboxCounters = attrs.field(factory=SandboxCounters)
+    tokens: dict[str, _Token] = attrs.field(factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every issued access token (the next API call gets a 401)."""
+        self.tokens.clear()
+
+
+STATE_KEY = web.AppKey("state", SandboxState)
+
+
+def problem_response(
+    status: int, detail: str, request_id: str, instance: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "type": _TYPES.get(status, "error"),
+        "status": status,
+        "title": _TITLES.get(status, "Error"),
+        "detail": detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    return web.Response(
+        status=status, body=json.dumps(body).encode(), content_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(),
+                        content_type="application/json")
+
+
+def _required_scopes(method: str, path: str) -> frozenset[str] | None:
+    """Scopes of which one is enough (Q6, read as OR); ``None`` for unknown paths."""
+    if path.startswith("/accounts/") and "/positions" in path:
+        return frozenset({POSITIONS_READ})
+    if path.startswith("/portfolios"):
+        if method in {"GET", "HEAD"}:
+            return frozenset({PORTFOLIOS_READ, PORTFOLIOS_ADMIN})
+        return frozenset({PORTFOLIOS_ADMIN})
+    return None
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every response an ``upvest-request-id`` and turn errors into problem details."""
+    state = request.app[STATE_KEY]
+    request_id = str(uuid.uuid4())
+    request["request_id"] = request_id
+    state.counters.requests += 1
+    if state.latency:
+        await asyncio.sleep(state.latency)
+    instance = request.rel_url.raw_path
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem_response(
+            problem.status, problem.detail, request_id, instance, problem.headers
+        )
+    except web.HTTPException as exc:
+        response = problem_response(exc.status, exc.reason, request_id, instance)
+    response.headers["upvest-request-id"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Verify the signature and headers of every request, and the bearer token of API calls."""
+    state = request.app[STATE_KEY]
+    body = await request.read()
+    url = request.rel_url
+    try:
+        state.verifier.verify(
+            method=request.method,
+            path=url.raw_path,
+            query=url.raw_query_string,
+            headers=lambda name: request.headers.getall(name, []),
+            body=body,
+        )
+    except SignatureRejected as rejected:
+        if rejected.reason == "nonce-replayed":
+            state.counters.nonce_replays += 1
+        else:
+            state.counters.bad_signatures += 1
+        raise Problem(401, f"signature rejected: {rejected}") from None
+    if request.headers.get("upvest-client-id") != state.client_id:
+        raise Problem(401, "unknown upvest-client-id")
+    if url.raw_path == TOKEN_PATH:
+        return await handler(request)
+    accept = request.headers.get("accept", "")
+    if accept not in _ACCEPTABLE:
+        raise Problem(406, "accept must be application/json or application/pdf")
+    if request.headers.get("upvest-api-version", "1") != "1":
+        raise Problem(400, "unsupported upvest-api-version")
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    token = state.tokens.get(value) if scheme == "Bearer" else None
+    if token is None or token.expires_at <= state.clock():
+        state.counters.unauthorized += 1
+        raise Problem(401, "missing, unknown or expired access token",
+                      {"www-authenticate": 'Bearer error="invalid_token"'})
+    needed = _required_scopes(request.method, url.raw_path)
+    if needed is not None and not token.scopes & needed:
+        state.counters.forbidden += 1
+        raise Problem(403, "the access token lacks scope " + " or ".join(sorted(needed)))
+    return await handler(request)
+
+
+async def token_endpoint(request: web.Request) -> web.Response:
+    """``POST /auth/token``: OAuth2 client credentials grant (RFC 6749 section 4.4)."""
+    state = request.app[STATE_KEY]
+    state.counters.token_requests += 1
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise Problem(400, "the token request must be application/x-www-form-urlencoded")
+    form = dict(parse_qsl((await request.read()).decode("utf-8", "replace")))
+    if form.get("grant_type") != "client_credentials":
+        raise Problem(400, "grant_type must be client_credentials")
+    if form.get("client_id") != state.client_id or not secrets.compare_digest(
+        form.get("client_secret", "").encode(), state.client_secret.encode()
+    ):
+        raise Problem(401, "invalid client credentials")
+    asked = frozenset(form.get("scope", "").split())
+    if asked - state.scopes:
+        raise Problem(400, "invalid scope: " + " ".join(sorted(asked - state.scopes)))
+    granted = asked or state.scopes
+    value = secrets.token_urlsafe(32)
+    state.tokens[value] = _Token(scopes=granted, expires_at=state.clock() + state.token_lifetime)
+    return _json({
+        "access_token": value,
+        "expires_in": int(state.token_lifetime) if state.token_lifetime >= 1 else 1,
+        "token_type": "bearer",
+        "scope": " ".join(sorted(granted)),
+    })
+
+
+def paging(request: web.Request) -> tuple[int, int]:
+    """Parse ``offset`` (>= 0, default 0) and ``limit`` (0..1000, default 100); 400 otherwise."""
+    values = []
+    for name, default, upper in (("offset", 0, None), ("limit", _DEFAULT_LIMIT, _MAX_LIMIT)):
+        raw = request.query.get(name)
+        if raw is None:
+            values.append(default)
+            continue
+        if not raw.isdigit():
+            raise Problem(400, f"{name} must be a non-negative integer")
+        value = int(raw)
+        if upper is not None and value > upper:
+            raise Problem(400, f"{name} must be at most {upper}")
+        values.append(value)
+    return values[0], values[1]
+
+
+def list_response(
+    items: list[dict[str, Any]], total: int, offset: int, limit: int, sort: str
+) -> web.Response:
+    return _json({
+        "meta": {"offset": offset, "limit": limit, "count": len(items), "total_count": total,
+                 "sort": sort, "order": "ASC"},
+        "data": items,
+    })
+
+
+async def list_configurations(request: web.Request) -> web.Response:
+    """``GET /portfolios/configurations`` (E5), filters ``account_id`` and ``allocation_id``."""
+    tenant = request.app[STATE_KEY].tenant
+    offset, limit = paging(request)
+    items = list(tenant.configurations.values())
+    for name in ("account_id", "allocation_id"):
+        if name in request.query:
+            items = [item for item in items if item[name] == request.query[name]]
+    return list_response(items[offset:offset + limit], len(items), offset, limit, "account_id")
+
+
+def _account(request: web.Request) -> str:
+    tenant = request.app[STATE_KEY].tenant
+    account = request.match_info["account_id"]
+    if not tenant.has_account(account):
+        raise Problem(404, "no such account")
+    return account
+
+
+async def list_positions(request: web.Request) -> web.Response:
+    """``GET /accounts/{account_id}/positions`` (E16)."""
+    account = _account(request)
+    offset, limit = paging(request)
+    positions = request.app[STATE_KEY].tenant.positions(account)
+    return list_response(positions[offset:offset + limit], len(positions), offset, limit, "id")
+
+
+async def retrieve_position(request: web.Request) -> web.Response:
+    """``GET /accounts/{account_id}/positions/{instrument_id}`` (E17)."""
+    account = _account(request)
+    raw = request.match_info["instrument_id"].removeprefix("urn:")
+    kind, _, value = raw.partition(":")
+    if kind not in {"isin", "uuid"} or not value:
+        raise Problem(400, "instrument_id must be isin:<ISIN> or uuid:<UUID>")
+    for position in request.app[STATE_KEY].tenant.positions(account):
+        instrument = position["instrument"]
+        if (kind == "isin" and instrument.get("isin") == value) or (
+            kind == "uuid" and instrument["uuid"] == value.lower()
+        ):
+            return _json(position)
+    raise Problem(404, "the account holds no position in this instrument")
+
+
+def create_app(state: SandboxState) -> web.Application:
+    """Build the sandbox application around ``state``."""
+    app = web.Application(middlewares=[problems_middleware, auth_middleware])
+    app[STATE_KEY] = state
+    app.router.add_post(TOKEN_PATH, token_endpoint)
+    app.router.add_get("/portfolios/configurations", list_configurations)
+    app.router.add_get("/accounts/{account_id}/positions", list_positions)
+    app.router.add_get("/accounts/{account_id}/positions/{instrument_id}", retrieve_position)
+    return app
