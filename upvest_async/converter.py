@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 _DECIMAL = re.compile(r"-?[0-9]{0,63}(\.[0-9]{1,27})?")
 
-converter = cattrs.Converter()
+# omit_if_default: optional fields that are unset are left out, as the API leaves them out.
+converter = cattrs.Converter(omit_if_default=True)
 
 
 def _structure_decimal(value: Any, _: Any) -> Decimal:

@@ -1,4 +1,5 @@
-"""One API call: build the request, send attempts through the middlewares, retry, raise typed errors.
+"""One API call: build the request, send attempts through the middlewares, retry, raise
+typed errors.
 
 Every attempt is a new ``session.request``, so it passes through the token and signing
 middlewares again (new ``nonce``, new ``created``, a renewed access token when needed), while
@@ -21,7 +22,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 from yarl import URL
 
@@ -75,10 +76,11 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 class _Wait:
-    """``Retry-After`` when the answer carries one (capped), else exponential backoff + jitter."""
+    """``Retry-After`` when the answer carries one (capped), else exponential backoff with full
+    jitter: a random wait in [0, min(8, 0.25 * 2**attempt)] seconds."""
 
     def __init__(self) -> None:
-        self._backoff = wait_exponential_jitter(initial=0.25, max=8.0, jitter=0.25)
+        self._backoff = wait_random_exponential(multiplier=0.25, max=8.0)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -15,7 +15,7 @@ __all__ = ["Meta", "OpenEnum", "Page", "SortOrder"]
 T = TypeVar("T")
 
 
-class OpenEnum(str, enum.Enum):
+class OpenEnum(enum.StrEnum):
     """A string enum that accepts values the seeds do not list (forward compatibility).
 
     An unknown value becomes a pseudo-member whose ``value`` is the string received; it compares
@@ -30,9 +30,6 @@ class OpenEnum(str, enum.Enum):
         member._name_ = value
         member._value_ = value
         return member
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 class SortOrder(OpenEnum):

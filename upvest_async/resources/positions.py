@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import uuid
 from collections.abc import AsyncIterator, Iterable
 
@@ -64,7 +65,7 @@ class Positions(Resource):
         *,
         concurrency: int = 8,
         page_size: int = MAX_LIMIT,
-    ) -> AsyncIterator[tuple[str, list[Position]]]:
+    ) -> AsyncIterator[tuple[str, builtins.list[Position]]]:
         """Yield ``(account_id, positions)`` for each account, in the order given.
 
         Up to ``concurrency`` accounts are fetched at the same time; memory holds at most
@@ -76,10 +77,10 @@ class Positions(Resource):
             raise ValidationError("concurrency", "must be an integer >= 1")
         accounts = [check_uuid("account_id", account) for account in account_ids]
 
-        async def collect(account: str) -> list[Position]:
+        async def collect(account: str) -> builtins.list[Position]:
             return [position async for position in self.list(account, page_size=page_size)]
 
-        window: list[tuple[str, asyncio.Task[list[Position]]]] = []
+        window: list[tuple[str, asyncio.Task[builtins.list[Position]]]] = []
         pending = iter(accounts)
         try:
             for account in pending:

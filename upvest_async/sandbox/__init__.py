@@ -25,11 +25,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..client import UpvestClient
-from .app import SandboxCounters, SandboxState, create_app
+from .app import JournalEntry, SandboxCounters, SandboxState, create_app
 from .tenant import Tenant
 from .verifier import SignatureVerifier
 
-__all__ = ["Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
+__all__ = [
+    "JournalEntry",
+    "Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
 
 
 @attrs.frozen(repr=False)

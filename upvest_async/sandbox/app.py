@@ -9,6 +9,7 @@ are ``application/problem+json`` (RFC 9457) with ``type``, ``status``, ``title``
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import secrets
 import time
@@ -24,7 +25,7 @@ from ..scopes import PORTFOLIOS_ADMIN, PORTFOLIOS_READ, POSITIONS_READ, TOKEN_PA
 from .tenant import Tenant
 from .verifier import SignatureRejected, SignatureVerifier
 
-__all__ = ["SandboxCounters", "SandboxState", "create_app"]
+__all__ = ["JournalEntry", "SandboxCounters", "SandboxState", "create_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,6 +71,24 @@ class SandboxCounters:
     forbidden: int = 0
 
 
+@attrs.frozen
+class JournalEntry:
+    """One request as the sandbox received and answered it.
+
+    ``headers``: lower-case names to values as received; ``nonce``: of a verified signature
+    (``None`` when the signature was rejected); ``at``: sandbox clock seconds when received.
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    status: int
+    request_id: str
+    nonce: str | None
+    at: float
+
+
 @attrs.define
 class _Token:
     scopes: frozenset[str]
@@ -94,6 +113,9 @@ class SandboxState:
     counters: SandboxCounters = attrs.field(factory=SandboxCounters)
     tokens: dict[str, _Token] = attrs.field(factory=dict)
     clock: Callable[[], float] = time.monotonic
+    journal: collections.deque[JournalEntry] = attrs.field(
+        factory=lambda: collections.deque(maxlen=100_000)
+    )
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued access token (the next API call gets a 401)."""
@@ -101,6 +123,8 @@ class SandboxState:
 
 
 STATE_KEY = web.AppKey("state", SandboxState)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+NONCE_KEY = web.RequestKey("nonce", str)
 
 
 def problem_response(
@@ -141,8 +165,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     """Give every response an ``upvest-request-id`` and turn errors into problem details."""
     state = request.app[STATE_KEY]
     request_id = str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID_KEY] = request_id
     state.counters.requests += 1
+    received = state.clock()
     if state.latency:
         await asyncio.sleep(state.latency)
     instance = request.rel_url.raw_path
@@ -155,6 +180,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         response = problem_response(exc.status, exc.reason, request_id, instance)
     response.headers["upvest-request-id"] = request_id
+    state.journal.append(JournalEntry(
+        method=request.method, path=request.rel_url.raw_path,
+        query=request.rel_url.raw_query_string,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        status=response.status, request_id=request_id, nonce=request.get(NONCE_KEY), at=received,
+    ))
     return response
 
 
@@ -165,7 +196,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     body = await request.read()
     url = request.rel_url
     try:
-        state.verifier.verify(
+        verified = state.verifier.verify(
             method=request.method,
             path=url.raw_path,
             query=url.raw_query_string,
@@ -178,6 +209,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         else:
             state.counters.bad_signatures += 1
         raise Problem(401, f"signature rejected: {rejected}") from None
+    request[NONCE_KEY] = verified.nonce
     if request.headers.get("upvest-client-id") != state.client_id:
         raise Problem(401, "unknown upvest-client-id")
     if url.raw_path == TOKEN_PATH:

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import attrs
-import http_sfv
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from http_sfv.dictionary import Dictionary
+from http_sfv.item import InnerList, Item
 
 __all__ = ["NonceCache", "SignatureRejected", "SignatureVerifier", "VerifiedSignature"]
 
@@ -100,19 +101,18 @@ class SignatureVerifier:
 
         Raises :class:`SignatureRejected` with the reason.
         """
-        version = headers("upvest-signature-version")
-        if version != ["15"]:
-            raise SignatureRejected("bad-version", "upvest-signature-version must be 15")
         inputs = self._dictionary("signature-input", headers)
         signatures = self._dictionary("signature", headers)
+        if headers("upvest-signature-version") != ["15"]:
+            raise SignatureRejected("bad-version", "upvest-signature-version must be 15")
         labels = [label for label in inputs if label in signatures]
         if len(labels) != 1:
             raise SignatureRejected("malformed", "expected exactly one signature label")
         label = labels[0]
         inner = inputs[label]
         signature_item = signatures[label]
-        if not isinstance(inner, http_sfv.InnerList) or not isinstance(
-            signature_item, http_sfv.Item
+        if not isinstance(inner, InnerList) or not isinstance(
+            signature_item, Item
         ) or not isinstance(signature_item.value, bytes):
             raise SignatureRejected("malformed", "signature-input must be an inner list and "
                                     "signature a byte sequence")
@@ -151,11 +151,11 @@ class SignatureVerifier:
     @staticmethod
     def _dictionary(
         name: str, headers: Callable[[str], Sequence[str]]
-    ) -> http_sfv.Dictionary:
+    ) -> Dictionary:
         values = headers(name)
         if not values:
             raise SignatureRejected("missing", f"the {name} header is missing")
-        parsed = http_sfv.Dictionary()
+        parsed = Dictionary()
         try:
             parsed.parse(", ".join(values).encode("ascii"))
         except (ValueError, UnicodeEncodeError):
@@ -189,14 +189,14 @@ class SignatureVerifier:
         values = headers("content-digest")
         if not values:
             return
-        digests = http_sfv.Dictionary()
+        digests = Dictionary()
         try:
             digests.parse(", ".join(values).encode("ascii"))
         except (ValueError, UnicodeEncodeError):
             raise SignatureRejected("bad-digest", "content-digest is malformed") from None
         item = digests.get("sha-512")
         expected = hashlib.sha512(body).digest()
-        if not isinstance(item, http_sfv.Item) or not isinstance(item.value, bytes):
+        if not isinstance(item, Item) or not isinstance(item.value, bytes):
             raise SignatureRejected("bad-digest", "content-digest needs a sha-512 byte sequence")
         if not hmac.compare_digest(item.value, expected):
             raise SignatureRejected("bad-digest", "content-digest does not match the body")
