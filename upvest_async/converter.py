@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
 
@@ -28,8 +31,21 @@ T = TypeVar("T")
 
 _DECIMAL = re.compile(r"-?[0-9]{0,63}(\.[0-9]{1,27})?")
 
-# omit_if_default: optional fields that are unset are left out, as the API leaves them out.
-converter = cattrs.Converter(omit_if_default=True)
+converter = cattrs.Converter()
+
+
+def _unstructure_attrs(cls: type[Any]) -> Any:
+    """Leave out optional fields that are ``None``, as the API leaves them out; fields whose
+    default is a real value (``instrument_id_type="ISIN"``) are always written."""
+    overrides: dict[str, Any] = {
+        field.name: override(omit_if_default=True)
+        for field in attrs.fields(cls)
+        if field.default is None
+    }
+    return make_dict_unstructure_fn(cls, converter, **overrides)
+
+
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
 
 
 def _structure_decimal(value: Any, _: Any) -> Decimal:
@@ -71,6 +87,9 @@ converter.register_structure_hook(uuid.UUID, _structure_uuid)
 converter.register_unstructure_hook(uuid.UUID, str)
 converter.register_structure_hook_func(
     lambda cls: cls == (uuid.UUID | None), _structure_optional_uuid
+)
+converter.register_unstructure_hook_func(
+    lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), lambda member: member.value
 )
 converter.register_structure_hook(datetime, _structure_datetime)
 converter.register_unstructure_hook(datetime, _unstructure_datetime)

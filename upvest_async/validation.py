@@ -3,12 +3,29 @@ naming the API's field and the rule."""
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from .errors import ValidationError
 
-__all__ = ["ISIN_PATTERN", "check_uuid", "instrument_path_id", "isin_check_digit_ok"]
+__all__ = [
+    "ISIN_PATTERN",
+    "check_allocation_items",
+    "check_bool",
+    "check_cash_amount",
+    "check_choice",
+    "check_enum_token",
+    "check_timestamp",
+    "check_uuid",
+    "check_uuid_list",
+    "check_weight",
+    "instrument_path_id",
+    "isin_check_digit_ok",
+]
 
 #: ISIN syntax (ISO 6166), seed 002 S12.
 ISIN_PATTERN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
@@ -68,3 +85,147 @@ def instrument_path_id(value: object) -> str:
         "instrument_id",
         f"must be an ISIN, a UUID, or an isin:/uuid: URN, got {value!r:.60}",
     )
+
+
+# --- request fields (E1 to E15) ----------------------------------------------------------------
+
+#: ``weight`` of an allocation item (S7): 0..99.99999 or exactly 100, at most 5 decimals (Q7).
+WEIGHT_PATTERN = re.compile(r"(100|[0-9]{1,2}(\.[0-9]{1,5})?)")
+#: ``cash_amount`` of a portfolio order (E10); the SDK also refuses ``""`` and ``".5"`` (Q8).
+CASH_AMOUNT_PATTERN = re.compile(r"[0-9]{1,63}(\.[0-9]{1,27})?")
+#: An Upvest instrument uuid in an allocation item (S7, the seed's own loose uuid regex, Q18).
+UPVEST_ID_PATTERN = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-5][0-9a-fA-F]{3}-?[089abAB][0-9a-fA-F]{3}-?[0-9a-fA-F]{12}"
+)
+#: Syntax accepted for request enum values: the known ones, and future ones the API may add.
+_ENUM_TOKEN = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def decimal_text(field: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+    """Return ``value`` (``str`` or :class:`~decimal.Decimal`) as the decimal string to send.
+
+    Floats are refused (they cannot carry an exact decimal). Raises :class:`ValidationError`
+    naming ``field`` and ``rule`` when the text does not match ``pattern``.
+    """
+    if isinstance(value, bool | float):
+        raise ValidationError(field, "use a decimal string or decimal.Decimal, not a float")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValidationError(field, rule)
+        text = format(value, "f")
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValidationError(field, f"must be a decimal string, got {type(value).__name__}")
+    if not pattern.fullmatch(text):
+        raise ValidationError(field, f"{rule}, got {text!r:.40}")
+    return text
+
+
+def check_weight(field: str, value: object) -> str:
+    """An allocation item weight (S7, pattern ``^(100|[0-9]{1,2}(\\.[0-9]{1,5})?)$``)."""
+    return decimal_text(field, value, WEIGHT_PATTERN,
+                        "must be 0 to 100 with at most 5 decimals (pattern of S7)")
+
+
+def check_cash_amount(field: str, value: object) -> str:
+    """A non-negative cash amount with at most 27 decimals (E10)."""
+    return decimal_text(field, value, CASH_AMOUNT_PATTERN,
+                        "must be a non-negative decimal with at most 27 decimals")
+
+
+def check_enum_token(field: str, value: object) -> str:
+    """An enum value for a request: a known member, or an upper-case token (values the API may
+    add later pass; ``"buy"`` or ``""`` do not)."""
+    text = value.value if isinstance(value, enum.Enum) else value
+    if not isinstance(text, str) or not _ENUM_TOKEN.fullmatch(text):
+        raise ValidationError(field, f"must be an upper-case enum value, got {text!r:.40}")
+    return text
+
+
+def check_bool(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_uuid_list(field: str, values: object, *, non_empty: bool = False) -> list[str]:
+    """A list of uuids (any iterable but a string); ``non_empty`` requires at least one."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(field, "must be a list of UUIDs")
+    checked = [check_uuid(f"{field}[{i}]", value) for i, value in enumerate(values)]
+    if non_empty and not checked:
+        raise ValidationError(field, "must contain at least one UUID")
+    return checked
+
+
+def check_timestamp(field: str, value: object) -> str:
+    """An RFC 3339 timestamp for a list filter: a timezone-aware ``datetime`` or a string
+    that parses as one; sent as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(
+                field, f"must be an RFC 3339 timestamp, got {value!r:.40}"
+            ) from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValidationError(field, "must be a timezone-aware datetime or RFC 3339 string")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
+    """Allocation items (S7) given as :class:`~upvest_async.models.AllocationItem` or dicts
+    with the API's field names; returns the JSON objects to send.
+
+    Rules: at least one item; ``instrument_id`` is an ISIN (``instrument_id_type`` ``ISIN``,
+    the default) or an Upvest uuid (``UPVEST``); ``weight`` per :func:`check_weight`;
+    unknown dict keys are refused.
+    """
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise ValidationError(field, "must be a list of allocation items")
+    result = []
+    for index, item in enumerate(items):
+        where = f"{field}[{index}]"
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"instrument_id", "instrument_id_type", "weight"}
+            if unknown:
+                raise ValidationError(where, f"unknown fields {sorted(unknown)}")
+            if "instrument_id" not in item or "weight" not in item:
+                raise ValidationError(where, "needs instrument_id and weight")
+            instrument_id = item["instrument_id"]
+            id_type = item.get("instrument_id_type", "ISIN")
+            weight = item["weight"]
+        elif hasattr(item, "instrument_id") and hasattr(item, "weight"):
+            instrument_id, weight = item.instrument_id, item.weight
+            id_type = getattr(item, "instrument_id_type", "ISIN")
+        else:
+            raise ValidationError(where, "must be an AllocationItem or a dict")
+        id_type_text = check_enum_token(f"{where}.instrument_id_type", id_type)
+        if not isinstance(instrument_id, str):
+            raise ValidationError(f"{where}.instrument_id", "must be a string")
+        if id_type_text == "ISIN" and not ISIN_PATTERN.fullmatch(instrument_id):
+            raise ValidationError(f"{where}.instrument_id",
+                                  f"must be an ISIN when instrument_id_type is ISIN, got "
+                                  f"{instrument_id!r:.40}")
+        if id_type_text == "UPVEST" and not UPVEST_ID_PATTERN.fullmatch(instrument_id):
+            raise ValidationError(f"{where}.instrument_id",
+                                  f"must be an Upvest instrument UUID when instrument_id_type "
+                                  f"is UPVEST, got {instrument_id!r:.40}")
+        result.append({
+            "instrument_id": instrument_id,
+            "instrument_id_type": id_type_text,
+            "weight": check_weight(f"{where}.weight", weight),
+        })
+    if not result:
+        raise ValidationError(field, "must contain at least one item")
+    return result
+
+
+def check_choice(field: str, value: object, allowed: tuple[str, ...]) -> str:
+    """A list parameter with a fixed set of values (``sort``, ``order``; S4, Q9)."""
+    if value not in allowed:
+        raise ValidationError(field, f"must be one of {', '.join(allowed)}, got {value!r:.40}")
+    return str(value)

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-__all__ = ["Meta", "OpenEnum", "Page", "SortOrder"]
+__all__ = ["Meta", "OpenEnum", "Page", "Problem", "SortOrder"]
 
 T = TypeVar("T")
 
@@ -62,3 +62,17 @@ class Page(Generic[T]):
 
     items: list[T]
     meta: Meta
+
+
+@attrs.frozen
+class Problem:
+    """Problem details of an error response (RFC 9457; S3). ``status`` is the HTTP status;
+    the seeds' examples use bare slugs as ``type`` (``bad_request``), and every 503 example
+    reads ``method_not_allowed`` (Q2): key on ``status``, not on ``type``."""
+
+    status: int | None = None
+    type: str | None = None
+    title: str | None = None
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None

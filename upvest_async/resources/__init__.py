@@ -1,6 +1,23 @@
 """Resource namespaces, one module per API area."""
 
-from .portfolios import Configurations, Portfolios
+from .portfolios import (
+    Allocations,
+    Configurations,
+    Executions,
+    LiquidationRequests,
+    Orders,
+    Portfolios,
+    Rebalancings,
+)
 from .positions import Positions
 
-__all__ = ["Configurations", "Portfolios", "Positions"]
+__all__ = [
+    "Allocations",
+    "Configurations",
+    "Executions",
+    "LiquidationRequests",
+    "Orders",
+    "Portfolios",
+    "Positions",
+    "Rebalancings",
+]

@@ -1,13 +1,22 @@
-"""What every resource namespace shares: a handle on its client."""
+"""What every resource namespace shares: a handle on its client and response decoding."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..converter import structure
+from ..errors import ResponseValidationError
+from ..transport import RawResponse
+from ..validation import check_choice, check_timestamp, check_uuid
 
 if TYPE_CHECKING:
     from ..client import UpvestClient
 
-__all__ = ["Resource"]
+__all__ = ["Resource", "decode", "list_filters"]
+
+T = TypeVar("T")
 
 
 class Resource:
@@ -18,3 +27,50 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+
+def decode(response: RawResponse, cls: type[T]) -> T:
+    """Decode a 2xx JSON body into ``cls``; :class:`ResponseValidationError` when it is not JSON
+    or does not match the model (naming the field and the request id)."""
+    try:
+        document: Any = json.loads(response.body)
+    except ValueError:
+        raise ResponseValidationError(
+            "body is not JSON", request_id=response.request_id
+        ) from None
+    return structure(document, cls, request_id=response.request_id)
+
+
+def idempotency(key: object) -> str | None:
+    """The caller's ``idempotency_key``: ``None`` (one is generated per call) or a UUID."""
+    return None if key is None else check_uuid("idempotency_key", key)
+
+
+def list_filters(
+    *,
+    sort: str | None,
+    sort_values: tuple[str, ...],
+    order: str | None,
+    start_date: object,
+    end_date: object,
+    extra: Mapping[str, str | None] | None = None,
+) -> dict[str, str | int]:
+    """Query parameters common to E1, E5 and E9 (S4), checked before sending.
+
+    ``sort``: the one value the seed allows per endpoint; ``order``: ``ASC`` only (the query
+    enum of S4; ``meta.order`` may say ``DESC``, Q9); ``start_date`` / ``end_date``: RFC 3339
+    (the seed gives no format and does not say which timestamp they filter, Q17).
+    """
+    params: dict[str, str | int] = {}
+    if sort is not None:
+        params["sort"] = check_choice("sort", sort, sort_values)
+    if order is not None:
+        params["order"] = check_choice("order", order, ("ASC",))
+    if start_date is not None:
+        params["start_date"] = check_timestamp("start_date", start_date)
+    if end_date is not None:
+        params["end_date"] = check_timestamp("end_date", end_date)
+    for name, value in (extra or {}).items():
+        if value is not None:
+            params[name] = value
+    return params
