@@ -14,9 +14,12 @@ from .errors import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    IdempotencyKeyInProgressError,
+    IdempotencyKeyReusedError,
     InternalServerError,
     NotAcceptableError,
     NotFoundError,
+    PaginationError,
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
@@ -47,8 +50,9 @@ from .models import (
     TriggeredRebalancing,
 )
 from .pagination import Paginator
+from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
-from .transport import RawResponse
+from .transport import RawResponse, RequestOptions
 
 __version__ = "0.1.0"
 
@@ -64,6 +68,8 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Currency",
+    "IdempotencyKeyInProgressError",
+    "IdempotencyKeyReusedError",
     "Instrument",
     "InstrumentIdType",
     "InternalServerError",
@@ -74,6 +80,7 @@ __all__ = [
     "OrderSide",
     "OrderStatus",
     "Page",
+    "PaginationError",
     "Paginator",
     "PermissionDeniedError",
     "PortfoliosAllocation",
@@ -86,7 +93,10 @@ __all__ = [
     "RateLimitError",
     "RawResponse",
     "RebalancingExecution",
+    "RequestOptions",
     "ResponseValidationError",
+    "RetryBudget",
+    "RetryPolicy",
     "SigningKeyError",
     "SortOrder",
     "TriggeredRebalancing",

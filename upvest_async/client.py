@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from .config import DEFAULT_BASE_URL, settings_from_env
@@ -17,9 +19,10 @@ from .keys import PrivateKeyInput, load_signing_key
 from .middlewares import SigningMiddleware, TokenMiddleware
 from .pagination import MAX_LIMIT, Paginator
 from .resources import Portfolios, Positions
+from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .tokens import TokenManager
-from .transport import RawResponse, Transport
+from .transport import RawResponse, RequestOptions, Transport
 
 __all__ = ["UpvestClient"]
 
@@ -55,7 +58,10 @@ class UpvestClient:
     ``private_key_passphrase``, ``base_url`` (default ``https://sandbox.upvest.co``; ``http://``
     only for loopback hosts), ``scopes`` (``None``: each call asks for the least scope its
     endpoint needs), ``max_retries`` (retries after the first attempt, default 2), ``timeout``
-    (seconds per attempt, default 60), ``connection_limit`` (simultaneous connections, 100).
+    (seconds per attempt, default 60), ``connection_limit`` (simultaneous connections, 100),
+    ``retry_policy`` (a :class:`~upvest_async.RetryPolicy`: backoff bounds, ``Retry-After`` cap,
+    deadline; ``max_retries`` overrides its own), ``retry_budget`` (a
+    :class:`~upvest_async.RetryBudget` shared by all calls of the client; default capacity 500).
 
     Raises :class:`~upvest_async.ConfigurationError` (or its subclass
     :class:`~upvest_async.SigningKeyError`) at construction for unusable settings; nothing is
@@ -75,6 +81,8 @@ class UpvestClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float = DEFAULT_TIMEOUT,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        retry_policy: RetryPolicy | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         try:
             self.client_id = str(uuid.UUID(client_id))
@@ -104,6 +112,12 @@ class UpvestClient:
         self.scopes = tuple(scopes) if scopes is not None else None
         self.max_retries = max_retries
         self.timeout = float(timeout)
+        self.retry_policy = attrs.evolve(retry_policy or RetryPolicy(), max_retries=max_retries)
+        #: The client-wide retry budget (token bucket) that stops retry storms.
+        self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        #: Default per-call options (set by :meth:`with_options`).
+        self._defaults: RequestOptions = {}
+        self._root: UpvestClient | None = None
         self._connection_limit = connection_limit
         self._private_key = load_signing_key(private_key, private_key_passphrase)
         #: Traffic counters (requests, token requests, pages, retries).
@@ -145,14 +159,33 @@ class UpvestClient:
     ) -> None:
         await self.aclose()
 
+    def with_options(self, **options: Unpack[RequestOptions]) -> UpvestClient:
+        """A view of this client whose calls use ``options`` by default (``timeout``,
+        ``max_retries``, ``deadline``, ``backoff_max``, ``extra_headers``; see
+        :class:`~upvest_async.transport.RequestOptions`).
+
+        The view shares the session, access tokens, retry budget and counters; closing it
+        does nothing, closing the original closes both.
+        """
+        view = copy.copy(self)
+        view._root = self._root or self
+        view._defaults = {**self._defaults, **options}
+        view.positions = Positions(view)
+        view.portfolios = Portfolios(view)
+        return view
+
     async def aclose(self) -> None:
         """Close the HTTP session; the client cannot be used afterwards."""
+        if self._root is not None:
+            return
         self._closed = True
         if self._session is not None:
             session, self._session, self._transport = self._session, None, None
             await session.close()
 
     def _open(self) -> Transport:
+        if self._root is not None:
+            return self._root._open()
         if self._transport is not None:
             return self._transport
         if self._closed:
@@ -170,8 +203,8 @@ class UpvestClient:
         self._tokens.bind(session, self.base_url, signing)
         self._session = session
         self._transport = Transport(
-            session, self.base_url, max_retries=self.max_retries, timeout=self.timeout,
-            stats=self.stats,
+            session, self.base_url, policy=self.retry_policy, budget=self.retry_budget,
+            timeout=self.timeout, stats=self.stats,
         )
         return self._transport
 
@@ -183,9 +216,11 @@ class UpvestClient:
         params: Mapping[str, str | int] | None = None,
         json_body: Any = None,
         idempotency_key: str | None = None,
+        **options: Unpack[RequestOptions],
     ) -> RawResponse:
         return await self._open().request(
-            method, path, params=params, json_body=json_body, idempotency_key=idempotency_key
+            method, path, params=params, json_body=json_body, idempotency_key=idempotency_key,
+            options={**self._defaults, **options},
         )
 
     def _paginate(

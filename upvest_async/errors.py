@@ -28,9 +28,12 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "IdempotencyKeyInProgressError",
+    "IdempotencyKeyReusedError",
     "InternalServerError",
     "NotAcceptableError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseValidationError",
@@ -72,7 +75,12 @@ class ValidationError(UpvestError, ValueError):
 
 
 class APIConnectionError(UpvestError):
-    """The request could not be completed: connection refused, reset or closed early."""
+    """The request could not be completed: connection refused, reset or closed early.
+
+    ``attempts``: how many attempts the call made before giving up.
+    """
+
+    attempts: int = 1
 
 
 class APITimeoutError(APIConnectionError):
@@ -168,7 +176,18 @@ class ConflictError(APIStatusError):
 
 
 class UnprocessableEntityError(APIStatusError):
-    """422: e.g. an idempotency key reused with a different request."""
+    """422: the request is well-formed but cannot be processed."""
+
+
+class IdempotencyKeyReusedError(UnprocessableEntityError):
+    """422 whose problem type is ``idempotency_key_reused``: the ``idempotency-key`` was
+    already used with a *different* request. Nothing was created by this call; use a new key
+    for a new operation, or resend the original request to get its original result."""
+
+
+class IdempotencyKeyInProgressError(ConflictError):
+    """409 whose problem type is ``idempotency_key_in_progress``: a request with the same
+    ``idempotency-key`` is still being processed. The SDK retries these after a pause."""
 
 
 class RateLimitError(APIStatusError):
@@ -195,10 +214,28 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-def status_error_class(status: int) -> type[APIStatusError]:
-    """Return the :class:`APIStatusError` subclass for an HTTP status."""
+#: Problem ``type`` values that select a more specific class (matched on the last path
+#: segment, so ``https://.../idempotency_key_reused`` works as well as the bare slug).
+_BY_PROBLEM_TYPE: dict[tuple[int, str], type[APIStatusError]] = {
+    (409, "idempotency_key_in_progress"): IdempotencyKeyInProgressError,
+    (422, "idempotency_key_reused"): IdempotencyKeyReusedError,
+}
+
+
+def status_error_class(status: int, body: bytes = b"") -> type[APIStatusError]:
+    """Return the :class:`APIStatusError` subclass for an HTTP status (and problem type)."""
     if status >= 500:
         return InternalServerError
+    if status in (409, 422) and b"idempotency_key" in body:
+        try:
+            problem_type = json.loads(body).get("type", "")
+        except (ValueError, AttributeError):
+            problem_type = ""
+        if isinstance(problem_type, str):
+            slug = problem_type.rstrip("/").rsplit("/", 1)[-1]
+            found = _BY_PROBLEM_TYPE.get((status, slug))
+            if found is not None:
+                return found
     return _BY_STATUS.get(status, APIStatusError)
 
 
@@ -221,3 +258,37 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     reference = time.time() if now is None else now
     return max(0.0, when.timestamp() - reference)
+
+
+class PaginationError(UpvestError):
+    """Paging through a list went wrong: a malformed page, or (with ``strict=True``) a list
+    that changed while it was read (checks of ``meta``, ENDPOINTS.md S4/S5).
+
+    Attributes: ``reason``; ``path``; ``offset`` (the offset of the next item the paginator
+    would have delivered: pass it as ``offset=`` to resume); ``total_count`` (the total the
+    paginator expected, ``None`` before the first page); ``received_total_count`` (the
+    ``total_count`` of the offending response); ``request_id``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str,
+        offset: int,
+        total_count: int | None = None,
+        received_total_count: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.path = path
+        self.offset = offset
+        self.total_count = total_count
+        self.received_total_count = received_total_count
+        self.request_id = request_id
+        if received_total_count is None or received_total_count == total_count:
+            totals = f"total_count {total_count}"
+        else:
+            totals = f"total_count {total_count} -> {received_total_count}"
+        suffix = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"paging {path} stopped at offset {offset} ({totals}): {reason}{suffix}")

@@ -3,7 +3,8 @@ typed errors.
 
 Every attempt is a new ``session.request``, so it passes through the token and signing
 middlewares again (new ``nonce``, new ``created``, a renewed access token when needed), while
-the body bytes and the ``idempotency-key`` stay the same for all attempts of one call.
+the body bytes and the ``idempotency-key`` stay the same for all attempts of one call. The
+retry loop is ``tenacity``'s; the decisions are in :mod:`upvest_async.retries`.
 """
 
 from __future__ import annotations
@@ -13,38 +14,52 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import attrs
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base, stop_before_delay
 from yarl import URL
 
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    parse_retry_after,
+    ValidationError,
     status_error_class,
 )
+from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
 from .stats import ClientStats
 
-__all__ = ["RETRYABLE_STATUSES", "RawResponse", "Transport"]
+__all__ = ["RESERVED_HEADERS", "RawResponse", "RequestOptions", "Transport"]
 
 logger = logging.getLogger("upvest_async")
 
-#: Statuses retried (with the same idempotency key): rate limited and transient server errors.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Methods that change state and therefore carry an ``idempotency-key``.
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Upper bound (seconds) on a wait taken from ``Retry-After``.
-MAX_RETRY_AFTER = 60.0
+#: Headers the SDK owns; ``extra_headers`` may not set them.
+RESERVED_HEADERS = frozenset({
+    "accept", "authorization", "content-digest", "content-length", "content-type", "host",
+    "idempotency-key", "signature", "signature-input", "transfer-encoding",
+})
+
+
+class RequestOptions(TypedDict, total=False):
+    """Per-call options, accepted by every method as keyword arguments and by
+    :meth:`~upvest_async.UpvestClient.with_options`.
+
+    ``timeout``: seconds for one attempt; ``max_retries``: retries after the first attempt;
+    ``deadline``: seconds for the whole call, retries and waits included; ``backoff_max``:
+    longest backoff wait in seconds; ``extra_headers``: additional request headers (they can
+    neither replace the SDK's own nor any ``upvest-*`` header).
+    """
+
+    timeout: float
+    max_retries: int
+    deadline: float | None
+    backoff_max: float
+    extra_headers: Mapping[str, str]
 
 
 @attrs.frozen
@@ -69,56 +84,48 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, APIStatusError):
-        return exc.status in RETRYABLE_STATUSES
-    return isinstance(exc, APIConnectionError)
-
-
-class _Wait:
-    """``Retry-After`` when the answer carries one (capped), else exponential backoff with full
-    jitter: a random wait in [0, min(8, 0.25 * 2**attempt)] seconds."""
-
-    def __init__(self) -> None:
-        self._backoff = wait_random_exponential(multiplier=0.25, max=8.0)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, APIStatusError):
-            after = parse_retry_after(exc.headers.get("retry-after"))
-            if after is not None:
-                return min(after, MAX_RETRY_AFTER)
-        return float(self._backoff(state))
+def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Validate ``extra_headers``: strings only, none reserved. Raises ValidationError."""
+    checked = {}
+    for name, value in headers.items():
+        lower = str(name).lower()
+        if lower in RESERVED_HEADERS or lower.startswith("upvest-"):
+            raise ValidationError("extra_headers", f"{lower} is set by the SDK")
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValidationError("extra_headers", f"{lower} must be a one-line string")
+        checked[lower] = value
+    return checked
 
 
 def _log_retry(method: str, path: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    what = f"status {exc.status}" if isinstance(exc, APIStatusError) else type(exc).__name__
-    request_id = getattr(exc, "request_id", None)
     delay = state.next_action.sleep if state.next_action else 0.0
     logger.warning(
         "retrying %s %s after %s (attempt %d, next in %.2f s, request id %s)",
-        method, path, what, state.attempt_number, delay, request_id,
+        method, path, describe(exc), state.attempt_number, delay,
+        getattr(exc, "request_id", None),
     )
 
 
 class Transport:
-    """Sends calls for a client. ``max_retries``: retries after the first attempt;
-    ``timeout``: seconds for one attempt."""
+    """Sends calls for a client: ``policy`` (retries), ``budget`` (client-wide retry budget),
+    ``timeout`` (seconds per attempt)."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         base_url: URL,
         *,
-        max_retries: int,
+        policy: RetryPolicy,
+        budget: RetryBudget,
         timeout: float,
         stats: ClientStats,
     ) -> None:
         self._session = session
         self._base_url = base_url
         self._base_path = base_url.path.rstrip("/")
-        self.max_retries = max_retries
+        self.policy = policy
+        self.budget = budget
         self.timeout = timeout
         self._stats = stats
 
@@ -135,19 +142,20 @@ class Transport:
         params: Mapping[str, str | int] | None = None,
         json_body: Any = None,
         idempotency_key: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
+        options: RequestOptions | None = None,
     ) -> RawResponse:
         """Perform one call and return its 2xx response.
 
         POST/PUT/PATCH/DELETE carry ``idempotency_key`` (a uuid4 is generated once per call
         when omitted), identical on every attempt. Raises an
-        :class:`~upvest_async.errors.APIStatusError` subclass for a non-2xx answer after retries,
-        :class:`~upvest_async.errors.APITimeoutError` or
-        :class:`~upvest_async.errors.APIConnectionError` when no answer came.
+        :class:`~upvest_async.errors.APIStatusError` subclass for a non-2xx answer after
+        retries, :class:`~upvest_async.errors.APITimeoutError` or
+        :class:`~upvest_async.errors.APIConnectionError` when no answer came; each carries
+        ``attempts``.
         """
+        options = options or {}
         method = method.upper()
-        headers: dict[str, str] = {}
+        headers = check_extra_headers(options.get("extra_headers") or {})
         body: bytes | None = None
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
@@ -155,8 +163,20 @@ class Transport:
         if method in MUTATING_METHODS:
             headers["idempotency-key"] = idempotency_key or str(uuid.uuid4())
         url = self.url(path, params)
-        retries = self.max_retries if max_retries is None else max_retries
-        seconds = self.timeout if timeout is None else timeout
+        policy = self.policy
+        changes: dict[str, Any] = {
+            key: options[key]
+            for key in ("max_retries", "deadline", "backoff_max") if key in options
+        }
+        if changes:
+            try:
+                policy = attrs.evolve(policy, **changes)
+            except (TypeError, ValueError) as exc:
+                raise ValidationError("options", str(exc)) from None
+        timeout = options.get("timeout", self.timeout)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValidationError("timeout", "must be a positive number of seconds")
+        started = time.monotonic()
         attempts = 0
 
         async def attempt() -> RawResponse:
@@ -164,16 +184,37 @@ class Transport:
             attempts += 1
             if attempts > 1:
                 self._stats.retries += 1
-            return await self._attempt(method, path, url, headers, body, seconds, attempts)
+            seconds = float(timeout)
+            if policy.deadline is not None:
+                seconds = min(seconds, policy.deadline - (time.monotonic() - started))
+                if seconds <= 0:
+                    raise APITimeoutError(f"{method} {path}: deadline of "
+                                          f"{policy.deadline:g} s exceeded")
+            try:
+                return await self._attempt(method, path, url, headers, body, seconds, attempts)
+            except APIConnectionError as exc:
+                exc.attempts = attempts
+                raise
 
+        budget_stop = BudgetStop(self.budget)
+        stop: stop_base = stop_after_attempt(policy.max_retries + 1)
+        if policy.deadline is not None:
+            stop = stop | stop_before_delay(policy.deadline)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(retries + 1),
-            wait=_Wait(),
-            retry=retry_if_exception(_is_retryable),
+            stop=stop | budget_stop,
+            wait=policy.wait,
+            retry=retry_if_exception(is_retryable),
             before_sleep=lambda state: _log_retry(method, path, state),
             reraise=True,
         )
-        return await retrying(attempt)
+        try:
+            response: RawResponse = await retrying(attempt)
+        except (APIStatusError, APIConnectionError):
+            if budget_stop.exhausted:
+                logger.warning("retry budget exhausted: %s %s fails fast", method, path)
+            raise
+        self.budget.succeeded(budget_stop.spent)
+        return response
 
     async def _attempt(
         self,
@@ -201,12 +242,12 @@ class Transport:
         except aiohttp.ClientError as exc:
             raise APIConnectionError(f"{method} {path} failed: {type(exc).__name__}") from exc
         logger.debug(
-            "%s %s -> %d in %.1f ms (request id %s)",
-            method, path, status, (time.monotonic() - started) * 1000,
+            "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
+            method, path, status, (time.monotonic() - started) * 1000, attempt_number,
             response_headers.get("upvest-request-id"),
         )
         if status >= 400:
-            raise status_error_class(status)(
+            raise status_error_class(status, content)(
                 status=status, method=method, path=path, body=content,
                 headers=response_headers, attempts=attempt_number,
             )

@@ -3,7 +3,9 @@
 Every method checks its input before sending (:class:`~upvest_async.ValidationError` naming the
 field and the rule; nothing is sent then). Optional fields left as ``None`` are left out of
 the body, never sent as ``null``. Writes take ``idempotency_key=`` (a UUID; one is generated
-per call when omitted) and send it on every attempt of the call. API errors raise the
+per call when omitted) and send it on every attempt of the call. Every method also takes the
+per-call options of :class:`~upvest_async.transport.RequestOptions` (``timeout``,
+``max_retries``, ``deadline``, ``backoff_max``, ``extra_headers``). API errors raise the
 :class:`~upvest_async.APIStatusError` subclass of the status.
 """
 
@@ -13,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from ..errors import ValidationError
 from ..models import (
@@ -27,6 +29,7 @@ from ..models import (
     TriggeredRebalancing,
 )
 from ..pagination import MAX_LIMIT, Paginator
+from ..transport import RequestOptions
 from ..validation import (
     ISIN_PATTERN,
     check_allocation_items,
@@ -79,7 +82,7 @@ class Allocations(Resource):
         """
         joined = None
         if instrument_ids is not None:
-            if isinstance(instrument_ids, str | bytes):
+            if isinstance(instrument_ids, str | bytes) or not isinstance(instrument_ids, Iterable):
                 raise ValidationError("instrument_ids", "must be a list of ISINs or UUIDs")
             checked = []
             for index, value in enumerate(instrument_ids):
@@ -101,6 +104,7 @@ class Allocations(Resource):
         allocation: AllocationItems,
         name: str | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosAllocation:
         """Create an allocation: ``POST /portfolios/allocations`` (E2), scope
         ``portfolios:admin``. ``allocation``: at least one item (S7 rules, see
@@ -110,15 +114,19 @@ class Allocations(Resource):
             body["name"] = _name(name)
         response = await self._client._request(
             "POST", "/portfolios/allocations", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosAllocation)
 
-    async def retrieve(self, allocation_id: Id) -> PortfoliosAllocation:
+    async def retrieve(
+        self, allocation_id: Id, **options: Unpack[RequestOptions]
+    ) -> PortfoliosAllocation:
         """Retrieve an allocation: ``GET /portfolios/allocations/{allocation_id}`` (E3).
         Raises :class:`~upvest_async.NotFoundError` when unknown."""
         allocation = check_uuid("allocation_id", allocation_id)
-        response = await self._client._request("GET", f"/portfolios/allocations/{allocation}")
+        response = await self._client._request(
+            "GET", f"/portfolios/allocations/{allocation}", **options
+        )
         return decode(response, PortfoliosAllocation)
 
     async def update(
@@ -128,6 +136,7 @@ class Allocations(Resource):
         allocation: AllocationItems,
         name: str | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosAllocation:
         """Replace an allocation's items (and ``name`` when given): ``PUT
         /portfolios/allocations/{allocation_id}`` (E4), scope ``portfolios:admin``.
@@ -140,7 +149,7 @@ class Allocations(Resource):
             body["name"] = _name(name)
         response = await self._client._request(
             "PUT", f"/portfolios/allocations/{target}", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosAllocation)
 
@@ -188,6 +197,7 @@ class Configurations(Resource):
         allocation_id: Id,
         rebalancing_strategy_ids: Iterable[Id] | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosConfiguration:
         """Configure an account's portfolio: ``POST /portfolios/configurations`` (E6; 200 per
         seed 000), scope ``portfolios:admin``. Raises :class:`~upvest_async.ConflictError` when
@@ -202,15 +212,19 @@ class Configurations(Resource):
             )
         response = await self._client._request(
             "POST", "/portfolios/configurations", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosConfiguration)
 
-    async def retrieve(self, account_id: Id) -> PortfoliosConfiguration:
+    async def retrieve(
+        self, account_id: Id, **options: Unpack[RequestOptions]
+    ) -> PortfoliosConfiguration:
         """Retrieve an account's configuration: ``GET /portfolios/configurations/{account_id}``
         (E7). Raises :class:`~upvest_async.NotFoundError` when it has none."""
         account = check_uuid("account_id", account_id)
-        response = await self._client._request("GET", f"/portfolios/configurations/{account}")
+        response = await self._client._request(
+            "GET", f"/portfolios/configurations/{account}", **options
+        )
         return decode(response, PortfoliosConfiguration)
 
     async def update(
@@ -220,6 +234,7 @@ class Configurations(Resource):
         allocation_id: Id | None = None,
         rebalancing_strategy_ids: Iterable[Id] | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosConfiguration:
         """Change an account's configuration: ``PATCH /portfolios/configurations/{account_id}``
         (E8), scope ``portfolios:admin``. Both fields are optional, but at least one must be
@@ -237,7 +252,7 @@ class Configurations(Resource):
                                   "rebalancing_strategy_ids to update")
         response = await self._client._request(
             "PATCH", f"/portfolios/configurations/{account}", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosConfiguration)
 
@@ -283,6 +298,7 @@ class Orders(Resource):
         currency: Currency | str = Currency.EUR,
         post_tax: bool | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosOrder:
         """Place a portfolio order: ``POST /portfolios/orders`` (E10), scope
         ``portfolios:admin``.
@@ -303,18 +319,24 @@ class Orders(Resource):
             body["post_tax"] = check_bool("post_tax", post_tax)
         response = await self._client._request(
             "POST", "/portfolios/orders", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosOrder)
 
-    async def retrieve(self, portfolio_order_id: Id) -> PortfoliosOrder:
+    async def retrieve(
+        self, portfolio_order_id: Id, **options: Unpack[RequestOptions]
+    ) -> PortfoliosOrder:
         """Retrieve a portfolio order: ``GET /portfolios/orders/{portfolio_order_id}`` (E12)."""
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)
-        response = await self._client._request("GET", f"/portfolios/orders/{order_id}")
+        response = await self._client._request("GET", f"/portfolios/orders/{order_id}", **options)
         return decode(response, PortfoliosOrder)
 
     async def cancel(
-        self, portfolio_order_id: Id, *, idempotency_key: Id | None = None
+        self,
+        portfolio_order_id: Id,
+        *,
+        idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> None:
         """Cancel a portfolio order: ``DELETE /portfolios/orders/{portfolio_order_id}`` (E13),
         scope ``portfolios:admin``. Returns nothing on success (the seed prints no body, Q3).
@@ -323,7 +345,7 @@ class Orders(Resource):
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)
         await self._client._request(
             "DELETE", f"/portfolios/orders/{order_id}",
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
 
 
@@ -331,7 +353,12 @@ class LiquidationRequests(Resource):
     """``client.portfolios.liquidation_requests`` (E11)."""
 
     async def create(
-        self, account_id: Id, *, user_id: Id, idempotency_key: Id | None = None
+        self,
+        account_id: Id,
+        *,
+        user_id: Id,
+        idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> PortfoliosOrder:
         """Liquidate an account's portfolio: ``POST /portfolios/{account_id}/liquidation_request``
         (E11), scope ``portfolios:admin``. Returns the ``LIQUIDATION`` portfolio order."""
@@ -339,7 +366,7 @@ class LiquidationRequests(Resource):
         response = await self._client._request(
             "POST", f"/portfolios/{account}/liquidation_request",
             json_body={"user_id": check_uuid("user_id", user_id)},
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, PortfoliosOrder)
 
@@ -353,6 +380,7 @@ class Executions(Resource):
         accounts: Iterable[Id] | None = None,
         allocations: Iterable[Id] | None = None,
         idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
     ) -> TriggeredRebalancing:
         """Trigger a rebalancing: ``POST /portfolios/rebalancings/executions`` (E14), scope
         ``portfolios:admin``.
@@ -370,16 +398,18 @@ class Executions(Resource):
             body = {"allocations": check_uuid_list("allocations", allocations, non_empty=True)}
         response = await self._client._request(
             "POST", "/portfolios/rebalancings/executions", json_body=body,
-            idempotency_key=idempotency(idempotency_key),
+            idempotency_key=idempotency(idempotency_key), **options,
         )
         return decode(response, TriggeredRebalancing)
 
-    async def retrieve(self, execution_id: Id) -> RebalancingExecution:
+    async def retrieve(
+        self, execution_id: Id, **options: Unpack[RequestOptions]
+    ) -> RebalancingExecution:
         """Retrieve a rebalancing execution:
         ``GET /portfolios/rebalancings/executions/{execution_id}`` (E15)."""
         execution = check_uuid("execution_id", execution_id)
         response = await self._client._request(
-            "GET", f"/portfolios/rebalancings/executions/{execution}"
+            "GET", f"/portfolios/rebalancings/executions/{execution}", **options
         )
         return decode(response, RebalancingExecution)
 

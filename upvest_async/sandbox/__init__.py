@@ -2,7 +2,9 @@
 
 It verifies every signature like the real API (see :mod:`.verifier`), issues access tokens for
 its generated client credentials and key pair, checks bearer tokens and scopes, and serves a
-generated tenant (:mod:`.tenant`). Use it in-process::
+generated tenant (:mod:`.tenant`): positions, and the Portfolios endpoints E1 to E15 with
+in-memory state and idempotent replay (:mod:`.portfolios`, :mod:`.idempotency`). Use it
+in-process::
 
     async with Sandbox(accounts=5, positions_per_account=1200) as sandbox:
         async with sandbox.client() as client:
@@ -26,11 +28,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..client import UpvestClient
 from .app import JournalEntry, SandboxCounters, SandboxState, create_app
+from .portfolios import PortfolioStore
 from .tenant import Tenant
 from .verifier import SignatureVerifier
 
 __all__ = [
     "JournalEntry",
+    "PortfolioStore",
     "Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
 
 
@@ -116,6 +120,12 @@ class Sandbox:
     def counters(self) -> SandboxCounters:
         """What the sandbox saw so far (requests, token requests, rejected signatures...)."""
         return self.state.counters
+
+    @property
+    def portfolios(self) -> PortfolioStore:
+        """The Portfolios state (allocations, configurations, orders, executions); e.g.
+        ``sandbox.portfolios.set_order_status(order_id, "PROCESSING")``."""
+        return self.state.portfolios
 
     async def start(self) -> str:
         """Start serving; returns the base URL (``http://127.0.0.1:<port>``)."""

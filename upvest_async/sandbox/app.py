@@ -15,7 +15,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import attrs
@@ -24,6 +24,10 @@ from aiohttp import web
 from ..scopes import PORTFOLIOS_ADMIN, PORTFOLIOS_READ, POSITIONS_READ, TOKEN_PATH
 from .tenant import Tenant
 from .verifier import SignatureRejected, SignatureVerifier
+
+if TYPE_CHECKING:
+    from .idempotency import IdempotencyStore
+    from .portfolios import PortfolioStore
 
 __all__ = ["JournalEntry", "SandboxCounters", "SandboxState", "create_app"]
 
@@ -48,12 +52,23 @@ _DEFAULT_LIMIT = 100
 
 
 class Problem(Exception):
-    """Raised inside handlers to answer with problem details."""
+    """Raised inside handlers to answer with problem details.
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    ``type_slug``: the problem ``type``; ``None`` means the status's slug from ``_TYPES`` (S3).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        *,
+        type_slug: str | None = None,
+    ) -> None:
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.type_slug = type_slug
         super().__init__(detail)
 
 
@@ -61,7 +76,10 @@ class Problem(Exception):
 class SandboxCounters:
     """What the sandbox saw. ``requests``: every request received; ``token_requests``;
     ``bad_signatures``: signatures rejected for any reason but a replay;
-    ``nonce_replays``; ``unauthorized``: bearer tokens refused; ``forbidden``: scope refusals."""
+    ``nonce_replays``; ``unauthorized``: bearer tokens refused; ``forbidden``: scope refusals;
+    ``idempotent_replays``: stored responses replayed for a reused ``idempotency-key``;
+    ``created``: resources created through the API by kind (``allocation``, ``configuration``,
+    ``order``, ``execution``; E11 liquidation requests count as ``order``)."""
 
     requests: int = 0
     token_requests: int = 0
@@ -69,6 +87,10 @@ class SandboxCounters:
     nonce_replays: int = 0
     unauthorized: int = 0
     forbidden: int = 0
+    idempotent_replays: int = 0
+    created: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(("allocation", "configuration", "order", "execution"), 0)
+    )
 
 
 @attrs.frozen
@@ -95,12 +117,29 @@ class _Token:
     expires_at: float
 
 
+# .idempotency and .portfolios import this module, so they are imported when first needed.
+def _idempotency_store() -> IdempotencyStore:
+    from .idempotency import IdempotencyStore
+
+    return IdempotencyStore()
+
+
+def _portfolio_store(state: SandboxState) -> PortfolioStore:
+    from .portfolios import PortfolioStore
+
+    return PortfolioStore(state.tenant, state.counters)
+
+
 @attrs.define
 class SandboxState:
     """The sandbox's mutable state: tenant, registered client, tokens, counters, options.
 
     ``latency``: seconds added to every response (to model a WAN); ``token_lifetime``: seconds
-    an access token is valid.
+    an access token is valid; ``mutation_delay``: seconds a mutating Portfolios handler sleeps
+    after claiming its ``idempotency-key`` (holds a request in flight, for tests);
+    ``idempotency``: the claimed keys and stored responses (:mod:`.idempotency`);
+    ``portfolios``: allocations, configurations, orders and rebalancing executions
+    (:mod:`.portfolios`), seeded from ``tenant``.
     """
 
     tenant: Tenant
@@ -116,6 +155,11 @@ class SandboxState:
     journal: collections.deque[JournalEntry] = attrs.field(
         factory=lambda: collections.deque(maxlen=100_000)
     )
+    mutation_delay: float = 0.0
+    idempotency: IdempotencyStore = attrs.field(factory=_idempotency_store)
+    portfolios: PortfolioStore = attrs.field(
+        default=attrs.Factory(_portfolio_store, takes_self=True)
+    )
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued access token (the next API call gets a 401)."""
@@ -128,10 +172,15 @@ NONCE_KEY = web.RequestKey("nonce", str)
 
 
 def problem_response(
-    status: int, detail: str, request_id: str, instance: str, headers: dict[str, str] | None = None
+    status: int,
+    detail: str,
+    request_id: str,
+    instance: str,
+    headers: dict[str, str] | None = None,
+    type_slug: str | None = None,
 ) -> web.Response:
     body = {
-        "type": _TYPES.get(status, "error"),
+        "type": type_slug or _TYPES.get(status, "error"),
         "status": status,
         "title": _TITLES.get(status, "Error"),
         "detail": detail,
@@ -144,7 +193,16 @@ def problem_response(
     )
 
 
-def _json(data: Any) -> web.Response:
+def problem_for(request: web.Request, problem: Problem) -> web.Response:
+    """The problem-details response of ``problem`` raised while handling ``request``."""
+    return problem_response(
+        problem.status, problem.detail, request[REQUEST_ID_KEY], request.rel_url.raw_path,
+        problem.headers, problem.type_slug,
+    )
+
+
+def json_response(data: Any) -> web.Response:
+    """A 200 ``application/json`` response of ``data`` (compact separators)."""
     return web.Response(body=json.dumps(data, separators=(",", ":")).encode(),
                         content_type="application/json")
 
@@ -170,15 +228,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     received = state.clock()
     if state.latency:
         await asyncio.sleep(state.latency)
-    instance = request.rel_url.raw_path
     try:
         response = await handler(request)
     except Problem as problem:
-        response = problem_response(
-            problem.status, problem.detail, request_id, instance, problem.headers
-        )
+        response = problem_for(request, problem)
     except web.HTTPException as exc:
-        response = problem_response(exc.status, exc.reason, request_id, instance)
+        response = problem_response(exc.status, exc.reason, request_id, request.rel_url.raw_path)
     response.headers["upvest-request-id"] = request_id
     state.journal.append(JournalEntry(
         method=request.method, path=request.rel_url.raw_path,
@@ -252,7 +307,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
     granted = asked or state.scopes
     value = secrets.token_urlsafe(32)
     state.tokens[value] = _Token(scopes=granted, expires_at=state.clock() + state.token_lifetime)
-    return _json({
+    return json_response({
         "access_token": value,
         "expires_in": int(state.token_lifetime) if state.token_lifetime >= 1 else 1,
         "token_type": "bearer",
@@ -280,22 +335,11 @@ def paging(request: web.Request) -> tuple[int, int]:
 def list_response(
     items: list[dict[str, Any]], total: int, offset: int, limit: int, sort: str
 ) -> web.Response:
-    return _json({
+    return json_response({
         "meta": {"offset": offset, "limit": limit, "count": len(items), "total_count": total,
                  "sort": sort, "order": "ASC"},
         "data": items,
     })
-
-
-async def list_configurations(request: web.Request) -> web.Response:
-    """``GET /portfolios/configurations`` (E5), filters ``account_id`` and ``allocation_id``."""
-    tenant = request.app[STATE_KEY].tenant
-    offset, limit = paging(request)
-    items = list(tenant.configurations.values())
-    for name in ("account_id", "allocation_id"):
-        if name in request.query:
-            items = [item for item in items if item[name] == request.query[name]]
-    return list_response(items[offset:offset + limit], len(items), offset, limit, "account_id")
 
 
 def _account(request: web.Request) -> str:
@@ -326,16 +370,23 @@ async def retrieve_position(request: web.Request) -> web.Response:
         if (kind == "isin" and instrument.get("isin") == value) or (
             kind == "uuid" and instrument["uuid"] == value.lower()
         ):
-            return _json(position)
+            return json_response(position)
     raise Problem(404, "the account holds no position in this instrument")
 
 
 def create_app(state: SandboxState) -> web.Application:
-    """Build the sandbox application around ``state``."""
+    """Build the sandbox application around ``state``.
+
+    Middlewares, outermost first: problem details, then signature/token/scope checks. The
+    Portfolios routes (E1 to E15, :mod:`.portfolios`) claim idempotency keys inside their
+    handlers, so a request refused by authentication never consumes a key.
+    """
+    from .portfolios import add_portfolio_routes  # imports this module
+
     app = web.Application(middlewares=[problems_middleware, auth_middleware])
     app[STATE_KEY] = state
     app.router.add_post(TOKEN_PATH, token_endpoint)
-    app.router.add_get("/portfolios/configurations", list_configurations)
+    add_portfolio_routes(app)
     app.router.add_get("/accounts/{account_id}/positions", list_positions)
     app.router.add_get("/accounts/{account_id}/positions/{instrument_id}", retrieve_position)
     return app

@@ -1,0 +1,508 @@
+"""The sandbox's Portfolios API (seed 001, E1 to E15; E6 also seed 000): in-memory store,
+handlers and routes.
+
+Decisions beyond the seed (which prints no success statuses, Q3):
+
+- every success is 200 ``application/json`` except E13 DELETE, 204 without a body;
+- timestamps are ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, 3 fractional digits; Q16), strictly
+  increasing across writes so an update always changes ``updated_at``; ids are lower-case uuid4;
+- lists (E1, E5, E9) take ``offset``/``limit`` (:func:`~.app.paging`), ``sort`` (only the
+  seed's single value), ``order`` (only ``ASC``, Q9), ``start_date``/``end_date`` (RFC 3339,
+  inclusive, on ``created_at``; Q17), and their filters; anything malformed is a 400. The E5
+  filters must be uuids too although the seed prints them as plain strings (Q17);
+- a malformed uuid in the path is a 400 on the endpoints whose seed lists 400 (E4, E8, E11) and
+  a 404 on the others (E3, E7, E12, E13, E15; Q5);
+- request bodies are validated by :mod:`.bodies`; syntax is checked before state, so a bad body
+  for an unknown resource is a 400, a good one a 404;
+- mutating handlers go through :func:`~.idempotency.idempotent` (key required on E2, E6, E8,
+  E10, E11, E14; honoured when present on E4 and E13, Q15).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from aiohttp import web
+
+from .app import (
+    STATE_KEY,
+    Problem,
+    SandboxCounters,
+    json_response,
+    list_response,
+    paging,
+)
+from .bodies import (
+    AllocationBody,
+    ConfigurationBody,
+    ConfigurationPatch,
+    ExecutionBody,
+    LiquidationBody,
+    OrderBody,
+    canonical_uuid,
+    read_json,
+)
+from .idempotency import idempotent
+from .tenant import Tenant
+
+__all__ = [
+    "ORDER_STATUSES",
+    "SEED_TIMESTAMP",
+    "PortfolioStore",
+    "add_portfolio_routes",
+    "format_timestamp",
+]
+
+#: S10 ``status`` values (seed 001 L7093-7266).
+ORDER_STATUSES: Final = ("NEW", "SUBMITTED", "PROCESSING", "FILLED", "CANCELLED")
+#: ``created_at``/``updated_at`` of the seeded allocations (the seed examples' moment).
+SEED_TIMESTAMP: Final = "2021-07-21T14:10:00.000Z"
+#: S7 weights of the seeded allocations by item count, as in the seed examples (Q7).
+_SEED_WEIGHTS: Final = {2: ("0.6", "0.4"), 3: ("0.5", "0.25", "0.25")}
+_RFC3339: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``moment`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_timestamp(value: str) -> datetime | None:
+    """An RFC 3339 date-time with an offset, else ``None``."""
+    if not _RFC3339.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.upper().replace(" ", "T"))
+    except ValueError:
+        return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PortfolioStore:
+    """Allocations, configurations, portfolio orders and rebalancing executions, JSON-shaped.
+
+    ``configurations`` is the tenant's own dict (account id -> S9), so E6/E8 changes show in
+    ``tenant.configurations`` too. ``allocations`` starts with one S8 allocation per allocation
+    id the tenant's configurations use ("Allocation 1".. in id order, 2 or 3 ISIN items with
+    weights "0.6"/"0.4" or "0.5"/"0.25"/"0.25", created at :data:`SEED_TIMESTAMP`); seeded
+    resources are not counted in ``counters.created``. ``clock`` returns aware datetimes.
+
+    The API-facing methods raise :class:`~.app.Problem` (404 unknown, 409 conflicting state).
+    """
+
+    def __init__(
+        self, tenant: Tenant, counters: SandboxCounters, *, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.counters = counters
+        self.clock = clock
+        self.configurations: dict[str, dict[str, Any]] = tenant.configurations
+        self.allocations: dict[str, dict[str, Any]] = self._seed_allocations(tenant)
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.executions: dict[str, dict[str, Any]] = {}
+        self._last: datetime | None = None
+
+    @staticmethod
+    def _seed_allocations(tenant: Tenant) -> dict[str, dict[str, Any]]:
+        rng = random.Random(f"allocations-{tenant.seed}")
+        isins = [str(i["isin"]) for i in tenant.instruments if "isin" in i]
+        used = sorted({str(c["allocation_id"]) for c in tenant.configurations.values()})
+        allocations = {}
+        for number, allocation_id in enumerate(used, start=1):
+            weights = _SEED_WEIGHTS[rng.choice((2, 3))]
+            allocations[allocation_id] = {
+                "id": allocation_id,
+                "created_at": SEED_TIMESTAMP,
+                "updated_at": SEED_TIMESTAMP,
+                "name": f"Allocation {number}",
+                "allocation": [
+                    {"instrument_id": isin, "instrument_id_type": "ISIN", "weight": weight}
+                    for isin, weight in zip(rng.sample(isins, len(weights)), weights, strict=True)
+                ],
+            }
+        return allocations
+
+    def _stamp(self) -> str:
+        """Now, at least one millisecond after the previous stamp."""
+        now = self.clock().astimezone(UTC)
+        moment = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last is not None and moment <= self._last:
+            moment = self._last + timedelta(milliseconds=1)
+        self._last = moment
+        return format_timestamp(moment)
+
+    def _created(self, kind: str) -> None:
+        self.counters.created[kind] = self.counters.created.get(kind, 0) + 1
+
+    # Allocations (E1 to E4)
+
+    def allocation(self, allocation_id: str) -> dict[str, Any]:
+        try:
+            return self.allocations[allocation_id]
+        except KeyError:
+            raise Problem(404, f"no portfolio allocation {allocation_id}") from None
+
+    def create_allocation(self, body: AllocationBody) -> dict[str, Any]:
+        """E2; ``name`` defaults to "Allocation <n>", n the allocation count after creation."""
+        stamp, allocation_id = self._stamp(), str(uuid.uuid4())
+        name = body.name if body.name is not None else f"Allocation {len(self.allocations) + 1}"
+        allocation = {
+            "id": allocation_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "name": name,
+            "allocation": [item.to_json() for item in body.allocation],
+        }
+        self.allocations[allocation_id] = allocation
+        self._created("allocation")
+        return allocation
+
+    def update_allocation(self, allocation_id: str, body: AllocationBody) -> dict[str, Any]:
+        """E4: replaces ``allocation``, and ``name`` only when given."""
+        allocation = self.allocation(allocation_id)
+        allocation["allocation"] = [item.to_json() for item in body.allocation]
+        if body.name is not None:
+            allocation["name"] = body.name
+        allocation["updated_at"] = self._stamp()
+        return allocation
+
+    # Configurations (E5 to E8)
+
+    def configuration(self, account_id: str) -> dict[str, Any]:
+        try:
+            return self.configurations[account_id]
+        except KeyError:
+            raise Problem(404, f"account {account_id} has no portfolio configuration") from None
+
+    def create_configuration(self, body: ConfigurationBody) -> dict[str, Any]:
+        """E6: 404 for an unknown allocation, 409 when the account is configured already. Any
+        well-formed account id not configured yet is accepted as an account."""
+        self.allocation(body.allocation_id)
+        if body.account_id in self.configurations:
+            raise Problem(409, f"account {body.account_id} already has a portfolio configuration")
+        stamp = self._stamp()
+        configuration = {
+            "account_id": body.account_id,
+            "allocation_id": body.allocation_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "rebalancing_strategy_ids": list(body.rebalancing_strategy_ids),
+        }
+        self.configurations[body.account_id] = configuration
+        self._created("configuration")
+        return configuration
+
+    def update_configuration(self, account_id: str, patch: ConfigurationPatch) -> dict[str, Any]:
+        """E8: sets the fields given (an unknown ``allocation_id`` is a 404)."""
+        configuration = self.configuration(account_id)
+        if patch.allocation_id is not None:
+            self.allocation(patch.allocation_id)
+            configuration["allocation_id"] = patch.allocation_id
+        if patch.rebalancing_strategy_ids is not None:
+            configuration["rebalancing_strategy_ids"] = list(patch.rebalancing_strategy_ids)
+        configuration["updated_at"] = self._stamp()
+        return configuration
+
+    # Portfolio orders (E9 to E13)
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        try:
+            return self.orders[order_id]
+        except KeyError:
+            raise Problem(404, f"no portfolio order {order_id}") from None
+
+    def _new_order(
+        self, *, user_id: str, account_id: str, cash_amount: str, currency: str, kind: str,
+        post_tax: bool,
+    ) -> dict[str, Any]:
+        configuration = self.configuration(account_id)
+        stamp, order_id = self._stamp(), str(uuid.uuid4())
+        order = {
+            "id": order_id,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "user_id": user_id,
+            "account_id": account_id,
+            "allocation_id": configuration["allocation_id"],
+            "cash_amount": cash_amount,
+            "currency": currency,
+            "status": "NEW",
+            "type": kind,
+            "post_tax": post_tax,
+            "orders": [],
+        }
+        self.orders[order_id] = order
+        self._created("order")
+        return order
+
+    def create_order(self, body: OrderBody) -> dict[str, Any]:
+        """E10: an S10 order of ``type`` = ``side``, status NEW, the configuration's allocation;
+        404 when the account has no configuration."""
+        return self._new_order(
+            user_id=body.user_id, account_id=body.account_id, cash_amount=body.cash_amount,
+            currency=body.currency, kind=body.side, post_tax=body.post_tax,
+        )
+
+    def create_liquidation(self, account_id: str, body: LiquidationBody) -> dict[str, Any]:
+        """E11: an S10 order of ``type`` LIQUIDATION, ``cash_amount`` "0", EUR, not post-tax."""
+        return self._new_order(
+            user_id=body.user_id, account_id=account_id, cash_amount="0", currency="EUR",
+            kind="LIQUIDATION", post_tax=False,
+        )
+
+    def cancel_order(self, order_id: str) -> None:
+        """E13: NEW -> CANCELLED; 409 in any other status."""
+        order = self.order(order_id)
+        if order["status"] != "NEW":
+            raise Problem(409, f"portfolio order {order_id} is {order['status']}, not NEW")
+        order["status"] = "CANCELLED"
+        order["updated_at"] = self._stamp()
+
+    def set_order_status(self, order_id: str, status: str) -> dict[str, Any]:
+        """Move an order to ``status`` (one of :data:`ORDER_STATUSES`), as the real system
+        would; for tests. Raises :class:`KeyError` / :class:`ValueError`."""
+        if status not in ORDER_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ORDER_STATUSES)}")
+        order = self.orders[order_id]
+        order["status"] = status
+        order["updated_at"] = self._stamp()
+        return order
+
+    # Rebalancing executions (E14, E15)
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        try:
+            return self.executions[execution_id]
+        except KeyError:
+            raise Problem(404, f"no rebalancing execution {execution_id}") from None
+
+    def create_execution(self, body: ExecutionBody) -> dict[str, Any]:
+        """E14: 404 for an account without configuration or an unknown allocation. The S13
+        execution has only the key that was sent (``accounts`` or ``allocations``)."""
+        if body.accounts is not None:
+            for account_id in body.accounts:
+                self.configuration(account_id)
+            targets = {"accounts": list(body.accounts)}
+        else:
+            assert body.allocations is not None
+            for allocation_id in body.allocations:
+                self.allocation(allocation_id)
+            targets = {"allocations": list(body.allocations)}
+        stamp, execution_id = self._stamp(), str(uuid.uuid4())
+        execution = {"id": execution_id, "created_at": stamp, "updated_at": stamp, **targets}
+        self.executions[execution_id] = execution
+        self._created("execution")
+        return execution
+
+
+def _store(request: web.Request) -> PortfolioStore:
+    return request.app[STATE_KEY].portfolios
+
+
+def _path_uuid(request: web.Request, name: str, malformed_status: int) -> str:
+    value = canonical_uuid(request.match_info[name])
+    if value is None:
+        raise Problem(malformed_status, f"{name}: must be a UUID (8-4-4-4-12 hex)")
+    return value
+
+
+def _query_uuid(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = canonical_uuid(raw)
+    if value is None:
+        raise Problem(400, f"{name}: must be a UUID (8-4-4-4-12 hex)")
+    return value
+
+
+def _query_time(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    moment = _parse_timestamp(raw)
+    if moment is None:
+        raise Problem(400, f"{name}: must be an RFC 3339 date-time, e.g. 2022-10-14T00:00:00Z")
+    return moment
+
+
+def _page(
+    request: web.Request, items: Iterable[dict[str, Any]], sort: str
+) -> web.Response:
+    """The S4/S5 list answer of ``items``: checks ``sort``/``order``, filters on
+    ``start_date``/``end_date`` (inclusive, ``created_at``), sorts by ``sort``, pages."""
+    offset, limit = paging(request)
+    if request.query.get("sort", sort) != sort:
+        raise Problem(400, f"sort: must be {sort}")
+    if request.query.get("order", "ASC") != "ASC":
+        raise Problem(400, "order: must be ASC")
+    start, end = _query_time(request, "start_date"), _query_time(request, "end_date")
+    chosen = []
+    for item in items:
+        created = datetime.fromisoformat(item["created_at"])
+        if (start is None or created >= start) and (end is None or created <= end):
+            chosen.append(item)
+    chosen.sort(key=lambda item: str(item[sort]))
+    return list_response(chosen[offset:offset + limit], len(chosen), offset, limit, sort)
+
+
+async def list_allocations(request: web.Request) -> web.Response:
+    """E1 ``GET /portfolios/allocations`` (seed 001 L9): S8 items sorted by ``id``; filter
+    ``instrument_ids`` (comma-separated; an allocation matches when any item's
+    ``instrument_id`` is listed)."""
+    items: Iterable[dict[str, Any]] = _store(request).allocations.values()
+    if "instrument_ids" in request.query:
+        wanted = {part for part in request.query["instrument_ids"].split(",") if part}
+        items = [
+            allocation for allocation in items
+            if any(item["instrument_id"] in wanted for item in allocation["allocation"])
+        ]
+    return _page(request, items, "id")
+
+
+@idempotent(required=True)
+async def create_allocation(request: web.Request) -> web.Response:
+    """E2 ``POST /portfolios/allocations`` (seed 001 L886): body ``name``?, ``allocation``;
+    answers the S8 allocation."""
+    body = AllocationBody.parse(await read_json(request))
+    return json_response(_store(request).create_allocation(body))
+
+
+async def retrieve_allocation(request: web.Request) -> web.Response:
+    """E3 ``GET /portfolios/allocations/{allocation_id}`` (seed 001 L1664): S8; 404."""
+    allocation_id = _path_uuid(request, "allocation_id", 404)
+    return json_response(_store(request).allocation(allocation_id))
+
+
+@idempotent(required=False)
+async def update_allocation(request: web.Request) -> web.Response:
+    """E4 ``PUT /portfolios/allocations/{allocation_id}`` (seed 001 L2296): body as E2;
+    replaces the items (and the name when given); answers S8; 404 for an unknown id."""
+    allocation_id = _path_uuid(request, "allocation_id", 400)
+    body = AllocationBody.parse(await read_json(request))
+    return json_response(_store(request).update_allocation(allocation_id, body))
+
+
+async def list_configurations(request: web.Request) -> web.Response:
+    """E5 ``GET /portfolios/configurations`` (seed 001 L3089): S9 items sorted by
+    ``account_id``; filters ``account_id``, ``allocation_id`` (uuids, exact match)."""
+    items: Iterable[dict[str, Any]] = _store(request).configurations.values()
+    for name in ("account_id", "allocation_id"):
+        value = _query_uuid(request, name)
+        if value is not None:
+            items = [item for item in items if item[name] == value]
+    return _page(request, items, "account_id")
+
+
+@idempotent(required=True)
+async def create_configuration(request: web.Request) -> web.Response:
+    """E6 ``POST /portfolios/configurations`` (seed 001 L3929, seed 000): body
+    ``account_id``, ``allocation_id``, ``rebalancing_strategy_ids``?; answers S9 (200 as in
+    seed 000); 404 unknown allocation; 409 account already configured."""
+    body = ConfigurationBody.parse(await read_json(request))
+    return json_response(_store(request).create_configuration(body))
+
+
+async def retrieve_configuration(request: web.Request) -> web.Response:
+    """E7 ``GET /portfolios/configurations/{account_id}`` (seed 001 L4614): S9; 404."""
+    account_id = _path_uuid(request, "account_id", 404)
+    return json_response(_store(request).configuration(account_id))
+
+
+@idempotent(required=True)
+async def update_configuration(request: web.Request) -> web.Response:
+    """E8 ``PATCH /portfolios/configurations/{account_id}`` (seed 001 L5251): body
+    ``allocation_id``?, ``rebalancing_strategy_ids``?; answers S9; 404 when none."""
+    account_id = _path_uuid(request, "account_id", 400)
+    patch = ConfigurationPatch.parse(await read_json(request))
+    return json_response(_store(request).update_configuration(account_id, patch))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """E9 ``GET /portfolios/orders`` (seed 001 L5925): S10 items sorted by ``id``; filters
+    ``account_id``, ``allocation_id`` (uuids, exact match)."""
+    items: Iterable[dict[str, Any]] = _store(request).orders.values()
+    for name in ("account_id", "allocation_id"):
+        value = _query_uuid(request, name)
+        if value is not None:
+            items = [item for item in items if item[name] == value]
+    return _page(request, items, "id")
+
+
+@idempotent(required=True)
+async def create_order(request: web.Request) -> web.Response:
+    """E10 ``POST /portfolios/orders`` (seed 001 L6905): body ``user_id``, ``account_id``,
+    ``cash_amount``, ``currency``?, ``side``, ``post_tax``?; answers S10 (status NEW,
+    ``type`` = ``side``, ``orders`` []); 404 when the account has no configuration."""
+    body = OrderBody.parse(await read_json(request))
+    return json_response(_store(request).create_order(body))
+
+
+@idempotent(required=True)
+async def create_liquidation(request: web.Request) -> web.Response:
+    """E11 ``POST /portfolios/{account_id}/liquidation_request`` (seed 001 L7757): body
+    ``user_id``; answers an S10 order of ``type`` LIQUIDATION; 404 without configuration."""
+    account_id = _path_uuid(request, "account_id", 400)
+    body = LiquidationBody.parse(await read_json(request))
+    return json_response(_store(request).create_liquidation(account_id, body))
+
+
+async def retrieve_order(request: web.Request) -> web.Response:
+    """E12 ``GET /portfolios/orders/{portfolio_order_id}`` (seed 001 L8551): S10; 404."""
+    order_id = _path_uuid(request, "portfolio_order_id", 404)
+    return json_response(_store(request).order(order_id))
+
+
+@idempotent(required=False)
+async def cancel_order(request: web.Request) -> web.Response:
+    """E13 ``DELETE /portfolios/orders/{portfolio_order_id}`` (seed 001 L9298): 204 without a
+    body (Q3); 409 unless the order is NEW; 404 for an unknown id."""
+    order_id = _path_uuid(request, "portfolio_order_id", 404)
+    _store(request).cancel_order(order_id)
+    return web.Response(status=204)
+
+
+@idempotent(required=True)
+async def create_execution(request: web.Request) -> web.Response:
+    """E14 ``POST /portfolios/rebalancings/executions`` (seed 001 L9814): body ``accounts``
+    or ``allocations`` (exactly one, Q20); answers ``{"id": <execution id>}``; 404 for
+    unknown accounts or allocations."""
+    body = ExecutionBody.parse(await read_json(request))
+    return json_response({"id": _store(request).create_execution(body)["id"]})
+
+
+async def retrieve_execution(request: web.Request) -> web.Response:
+    """E15 ``GET /portfolios/rebalancings/executions/{execution_id}`` (seed 001 L10457): S13
+    with only the key the trigger used; 404."""
+    execution_id = _path_uuid(request, "execution_id", 404)
+    return json_response(_store(request).execution(execution_id))
+
+
+def add_portfolio_routes(app: web.Application) -> None:
+    """Register E1 to E15 on ``app`` (its state lives in ``app[STATE_KEY].portfolios``)."""
+    router = app.router
+    router.add_get("/portfolios/allocations", list_allocations)
+    router.add_post("/portfolios/allocations", create_allocation)
+    router.add_get("/portfolios/allocations/{allocation_id}", retrieve_allocation)
+    router.add_put("/portfolios/allocations/{allocation_id}", update_allocation)
+    router.add_get("/portfolios/configurations", list_configurations)
+    router.add_post("/portfolios/configurations", create_configuration)
+    router.add_get("/portfolios/configurations/{account_id}", retrieve_configuration)
+    router.add_patch("/portfolios/configurations/{account_id}", update_configuration)
+    router.add_get("/portfolios/orders", list_orders)
+    router.add_post("/portfolios/orders", create_order)
+    router.add_get("/portfolios/orders/{portfolio_order_id}", retrieve_order)
+    router.add_delete("/portfolios/orders/{portfolio_order_id}", cancel_order)
+    router.add_post("/portfolios/{account_id}/liquidation_request", create_liquidation)
+    router.add_post("/portfolios/rebalancings/executions", create_execution)
+    router.add_get("/portfolios/rebalancings/executions/{execution_id}", retrieve_execution)
