@@ -143,12 +143,13 @@ async def test_revoked_token_mid_export_is_renewed_once(
 ) -> None:
     account = sandbox.tenant.account_ids[1]
     seen: list[Position] = []
-    async for position in client.positions.list(account, page_size=100):
+    async for position in client.positions.list(account, page_size=100, prefetch=1):
         seen.append(position)
         if len(seen) == 150:
             sandbox.state.revoke_tokens()
     assert [unstructure(p) for p in seen] == sandbox.tenant.positions(account)
-    assert sandbox.counters.unauthorized == 1
+    # Every page request in flight at revocation gets one 401; all share one renewal.
+    assert sandbox.counters.unauthorized >= 1
     assert sandbox.counters.token_requests == 2
     nonces = [entry.nonce for entry in sandbox.state.journal]
     assert None not in nonces and len(set(nonces)) == len(nonces)
@@ -160,11 +161,12 @@ async def test_expired_token_mid_export_is_renewed(sandbox: Sandbox, client: Upv
     sandbox.state.clock = lambda: 1_000_000.0 + offset
     account = sandbox.tenant.account_ids[3]
     seen = []
-    async for position in client.positions.list(account, page_size=200):
+    # A window of one page, so that most pages are requested after the jump.
+    async for position in client.positions.list(account, page_size=100, prefetch=1):
         seen.append(position)
-        if len(seen) == 500:
+        if len(seen) == 300:
             offset = 10_000.0  # well past 1799 s
-    assert len(seen) == 1200 and sandbox.counters.unauthorized == 1
+    assert len(seen) == 1200 and sandbox.counters.unauthorized >= 1
     assert sandbox.counters.token_requests == 2
 
 

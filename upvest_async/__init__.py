@@ -22,6 +22,7 @@ from .errors import (
     PaginationError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
     ResponseValidationError,
     SigningKeyError,
     UnprocessableEntityError,
@@ -50,15 +51,17 @@ from .models import (
     TriggeredRebalancing,
 )
 from .pagination import Paginator
+from .responses import APIResponse, RawResponse
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
-from .transport import RawResponse, RequestOptions
+from .transport import RequestOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "APIConnectionError",
+    "APIResponse",
     "APIStatusError",
     "APITimeoutError",
     "AllocationItem",
@@ -94,6 +97,7 @@ __all__ = [
     "RawResponse",
     "RebalancingExecution",
     "RequestOptions",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudget",
     "RetryPolicy",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import ssl as ssl_module
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, ParamSpec, Self, TypeVar, Unpack
 
 import aiohttp
 import attrs
@@ -17,12 +18,13 @@ from .config import DEFAULT_BASE_URL, settings_from_env
 from .errors import ConfigurationError
 from .keys import PrivateKeyInput, load_signing_key
 from .middlewares import SigningMiddleware, TokenMiddleware
-from .pagination import MAX_LIMIT, Paginator
+from .pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator
 from .resources import Portfolios, Positions
+from .responses import APIResponse, capture_responses, stop_capture
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .tokens import TokenManager
-from .transport import RawResponse, RequestOptions, Transport
+from .transport import Limits, RawResponse, RequestOptions, Transport
 
 __all__ = ["UpvestClient"]
 
@@ -34,6 +36,8 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_TIMEOUT = 60.0
 #: Default cap on simultaneous connections of the client.
 DEFAULT_CONNECTION_LIMIT = 100
+
+P = ParamSpec("P")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -58,7 +62,12 @@ class UpvestClient:
     ``private_key_passphrase``, ``base_url`` (default ``https://sandbox.upvest.co``; ``http://``
     only for loopback hosts), ``scopes`` (``None``: each call asks for the least scope its
     endpoint needs), ``max_retries`` (retries after the first attempt, default 2), ``timeout``
-    (seconds per attempt, default 60), ``connection_limit`` (simultaneous connections, 100),
+    (seconds per attempt, default 60), ``connect_timeout`` (seconds to connect, default 10),
+    ``read_timeout`` (seconds the server may stay silent, default 30), ``max_response_bytes``
+    (larger bodies are refused, default 32 MiB), ``ssl`` (an :class:`ssl.SSLContext` for custom
+    CAs or client certificates; verification cannot be switched off), ``trace_configs``
+    (``aiohttp.TraceConfig`` objects, e.g. for OpenTelemetry), ``connection_limit``
+    (simultaneous connections, 100),
     ``retry_policy`` (a :class:`~upvest_async.RetryPolicy`: backoff bounds, ``Retry-After`` cap,
     deadline; ``max_retries`` overrides its own), ``retry_budget`` (a
     :class:`~upvest_async.RetryBudget` shared by all calls of the client; default capacity 500).
@@ -83,6 +92,11 @@ class UpvestClient:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         retry_policy: RetryPolicy | None = None,
         retry_budget: RetryBudget | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        max_response_bytes: int = 32 * 1024 * 1024,
+        ssl: ssl_module.SSLContext | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         try:
             self.client_id = str(uuid.UUID(client_id))
@@ -105,13 +119,27 @@ class UpvestClient:
             raise ConfigurationError("scopes must be a sequence of scope names without spaces")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError("max_retries must be an integer >= 0")
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError("timeout must be a positive number of seconds")
+        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout),
+                              ("read_timeout", read_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+            raise ConfigurationError(
+                "ssl must be an ssl.SSLContext; TLS verification cannot be turned off"
+            )
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
+            raise ConfigurationError("max_response_bytes must be an integer >= 1024")
         self.key_id = key_id
         self.base_url = url
         self.scopes = tuple(scopes) if scopes is not None else None
         self.max_retries = max_retries
         self.timeout = float(timeout)
+        self._limits = Limits(
+            timeout=float(timeout), connect_timeout=float(connect_timeout),
+            read_timeout=float(read_timeout), max_response_bytes=max_response_bytes,
+        )
+        self._ssl = ssl
+        self._trace_configs = list(trace_configs or [])
         self.retry_policy = attrs.evolve(retry_policy or RetryPolicy(), max_retries=max_retries)
         #: The client-wide retry budget (token bucket) that stops retry storms.
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
@@ -174,6 +202,28 @@ class UpvestClient:
         view.portfolios = Portfolios(view)
         return view
 
+    async def with_raw_response(
+        self, method: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> APIResponse[T]:
+        """Call ``method`` (any method of this client's resources, e.g.
+        ``client.portfolios.orders.create``) and return its result with the HTTP status,
+        headers, ``upvest-request-id`` and number of attempts of its last response::
+
+            response = await client.with_raw_response(client.positions.retrieve, account, isin)
+            response.request_id, response.attempts, response.parsed.quantity
+
+        Errors are raised as usual (they carry ``status``, ``headers`` and ``attempts``).
+        The capture is local to the calling task, so concurrent calls do not mix.
+        """
+        sink, token = capture_responses()
+        try:
+            parsed = await method(*args, **kwargs)
+        finally:
+            stop_capture(token)
+        if not sink:
+            raise RuntimeError("the method made no API call")
+        return APIResponse(parsed=parsed, raw=sink[-1])
+
     async def aclose(self) -> None:
         """Close the HTTP session; the client cannot be used afterwards."""
         if self._root is not None:
@@ -198,13 +248,16 @@ class UpvestClient:
                 "upvest-client-id": self.client_id,
             },
             middlewares=(TokenMiddleware(self._tokens), signing),
-            connector=aiohttp.TCPConnector(limit=self._connection_limit),
+            connector=aiohttp.TCPConnector(
+                limit=self._connection_limit, ssl=self._ssl if self._ssl is not None else True
+            ),
+            trace_configs=self._trace_configs or None,
         )
         self._tokens.bind(session, self.base_url, signing)
         self._session = session
         self._transport = Transport(
             session, self.base_url, policy=self.retry_policy, budget=self.retry_budget,
-            timeout=self.timeout, stats=self.stats,
+            limits=self._limits, stats=self.stats,
         )
         return self._transport
 
@@ -232,8 +285,11 @@ class UpvestClient:
         page_size: int = MAX_LIMIT,
         offset: int = 0,
         max_items: int | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
+        strict: bool = False,
+        key: Callable[[T], Hashable] | None = None,
     ) -> Paginator[T]:
         return Paginator(
             self._request, self.stats, path, item_type, params=params, page_size=page_size,
-            offset=offset, max_items=max_items,
+            offset=offset, max_items=max_items, prefetch=prefetch, strict=strict, key=key,
         )

@@ -24,6 +24,7 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
+from .models.positions import Instrument, Position
 
 __all__ = ["converter", "structure", "unstructure"]
 
@@ -93,6 +94,74 @@ converter.register_unstructure_hook_func(
 )
 converter.register_structure_hook(datetime, _structure_datetime)
 converter.register_unstructure_hook(datetime, _unstructure_datetime)
+
+
+# Positions are decoded by the million in exports, so they get a hand-written fast path. It
+# applies the same hooks as the generated cattrs function (uuid, decimal pattern, optional isin)
+# and only takes inputs that function would take with the same result; anything else (a
+# missing key, a bad value, a non-string isin) goes to the generated function, which then
+# raises its usual error with the path, or converts exactly as before. Parsed uuid strings and
+# instruments are memoised (both are immutable), so positions of one account share their
+# ``account_id`` and positions in the same instrument share their ``Instrument``.
+_MEMO_LIMIT = 65_536
+_uuids: dict[str, uuid.UUID] = {}
+_instruments: dict[tuple[str, str | None], Instrument] = {}
+_decimals: dict[str, Decimal] = {}
+_generic_instrument = converter.get_structure_hook(Instrument)
+_generic_position = converter.get_structure_hook(Position)
+
+
+def _memo_uuid(value: Any) -> uuid.UUID:
+    if type(value) is not str:
+        return _structure_uuid(value, None)
+    found = _uuids.get(value)
+    if found is None:
+        if len(_uuids) >= _MEMO_LIMIT:
+            _uuids.clear()
+        found = _uuids[value] = _structure_uuid(value, None)
+    return found
+
+
+def _memo_decimal(value: Any) -> Decimal:
+    found = _decimals.get(value) if type(value) is str else None
+    if found is None:
+        found = _structure_decimal(value, None)
+        if len(_decimals) < 4096:  # keeps the frequent early values ("0") without churn
+            _decimals[value] = found
+    return found
+
+
+def _fast_instrument(value: Any) -> Instrument:
+    if type(value) is dict:
+        key = value["uuid"]
+        isin = value.get("isin")
+        if type(key) is str and (isin is None or type(isin) is str):
+            found = _instruments.get((key, isin))
+            if found is None:
+                if len(_instruments) >= _MEMO_LIMIT:
+                    _instruments.clear()
+                found = _instruments[key, isin] = Instrument(_memo_uuid(key), isin)
+            return found
+    instrument: Instrument = _generic_instrument(value, Instrument)
+    return instrument
+
+
+def _structure_position(value: Any, cls: Any) -> Position:
+    try:
+        return Position(
+            _memo_uuid(value["account_id"]),
+            _fast_instrument(value["instrument"]),
+            _memo_decimal(value["quantity"]),
+            _memo_decimal(value["available_for_trading"]),
+            _memo_decimal(value["locked_for_trading"]),
+            _memo_decimal(value["pending_settlement"]),
+        )
+    except Exception:
+        position: Position = _generic_position(value, cls)
+        return position
+
+
+converter.register_structure_hook(Position, _structure_position)
 
 
 def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:

@@ -36,6 +36,7 @@ __all__ = [
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "SigningKeyError",
     "UnprocessableEntityError",
@@ -85,6 +86,11 @@ class APIConnectionError(UpvestError):
 
 class APITimeoutError(APIConnectionError):
     """The call did not complete within its timeout (seconds, per call)."""
+
+
+class ResponseTooLargeError(UpvestError):
+    """A response body exceeded the client's ``max_response_bytes``; it was not read further
+    and the call is not retried."""
 
 
 class ResponseValidationError(UpvestError):

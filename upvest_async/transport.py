@@ -26,13 +26,15 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ResponseTooLargeError,
     ValidationError,
     status_error_class,
 )
+from .responses import RawResponse, record_response
 from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
 from .stats import ClientStats
 
-__all__ = ["RESERVED_HEADERS", "RawResponse", "RequestOptions", "Transport"]
+__all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport"]
 
 logger = logging.getLogger("upvest_async")
 
@@ -62,28 +64,6 @@ class RequestOptions(TypedDict, total=False):
     extra_headers: Mapping[str, str]
 
 
-@attrs.frozen
-class RawResponse:
-    """A 2xx response: ``status``, ``headers`` (lower-case names), ``body`` bytes, and
-    ``attempts`` (how many attempts the call took, 1 when the first one succeeded)."""
-
-    method: str
-    path: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    attempts: int
-
-    @property
-    def request_id(self) -> str | None:
-        """The ``upvest-request-id`` response header."""
-        return self.headers.get("upvest-request-id")
-
-    def json(self) -> Any:
-        """The body parsed as JSON (raises :class:`ValueError` when it is not JSON)."""
-        return json.loads(self.body)
-
-
 def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Validate ``extra_headers``: strings only, none reserved. Raises ValidationError."""
     checked = {}
@@ -107,9 +87,36 @@ def _log_retry(method: str, path: str, state: RetryCallState) -> None:
     )
 
 
+@attrs.frozen
+class Limits:
+    """Per-attempt limits. ``timeout``: seconds for a whole attempt (connect, send, read);
+    ``connect_timeout``: seconds to establish a connection; ``read_timeout``: seconds the
+    server may stay silent while answering; ``max_response_bytes``: larger bodies are refused
+    (:class:`~upvest_async.errors.ResponseTooLargeError`)."""
+
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_response_bytes: int = 32 * 1024 * 1024
+
+
+async def _read_limited(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise ResponseTooLargeError(f"{what}: response of {declared} bytes exceeds {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLargeError(f"{what}: response exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class Transport:
     """Sends calls for a client: ``policy`` (retries), ``budget`` (client-wide retry budget),
-    ``timeout`` (seconds per attempt)."""
+    ``limits`` (timeouts in seconds and the response size limit)."""
 
     def __init__(
         self,
@@ -118,7 +125,7 @@ class Transport:
         *,
         policy: RetryPolicy,
         budget: RetryBudget,
-        timeout: float,
+        limits: Limits,
         stats: ClientStats,
     ) -> None:
         self._session = session
@@ -126,7 +133,7 @@ class Transport:
         self._base_path = base_url.path.rstrip("/")
         self.policy = policy
         self.budget = budget
-        self.timeout = timeout
+        self.limits = limits
         self._stats = stats
 
     def url(self, path: str, params: Mapping[str, str | int] | None = None) -> URL:
@@ -173,7 +180,7 @@ class Transport:
                 policy = attrs.evolve(policy, **changes)
             except (TypeError, ValueError) as exc:
                 raise ValidationError("options", str(exc)) from None
-        timeout = options.get("timeout", self.timeout)
+        timeout = options.get("timeout", self.limits.timeout)
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise ValidationError("timeout", "must be a positive number of seconds")
         started = time.monotonic()
@@ -192,7 +199,9 @@ class Transport:
                                           f"{policy.deadline:g} s exceeded")
             try:
                 return await self._attempt(method, path, url, headers, body, seconds, attempts)
-            except APIConnectionError as exc:
+            except (APIConnectionError, APIStatusError) as exc:
+                # Also errors of the token request made inside this attempt, which know
+                # nothing of the call's attempts.
                 exc.attempts = attempts
                 raise
 
@@ -214,6 +223,7 @@ class Transport:
                 logger.warning("retry budget exhausted: %s %s fails fast", method, path)
             raise
         self.budget.succeeded(budget_stop.spent)
+        record_response(response)
         return response
 
     async def _attempt(
@@ -230,9 +240,15 @@ class Transport:
         try:
             async with self._session.request(
                 method, url, data=body, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=timeout,
+                    sock_connect=min(timeout, self.limits.connect_timeout),
+                    sock_read=min(timeout, self.limits.read_timeout),
+                ),
             ) as response:
-                content = await response.read()
+                content = await _read_limited(
+                    response, self.limits.max_response_bytes, f"{method} {path}"
+                )
                 status = response.status
                 response_headers = {k.lower(): v for k, v in response.headers.items()}
         except TimeoutError:

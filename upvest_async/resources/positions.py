@@ -1,20 +1,28 @@
-"""``client.positions``: E16 and E17 (seed 002)."""
+"""``client.positions``: E16 and E17 (seed 002), and streaming exports of many accounts."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 from ..converter import structure
 from ..errors import ValidationError
-from ..models import Position
-from ..pagination import MAX_LIMIT, Paginator
+from ..models import Page, Position
+from ..pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator, chain_pages
 from ..validation import check_uuid, instrument_path_id
 from ._base import Resource
 
-__all__ = ["Positions"]
+__all__ = ["DEFAULT_EXPORT_CONCURRENCY", "Positions"]
+
+#: Page requests in flight for a whole export, by default.
+DEFAULT_EXPORT_CONCURRENCY = 16
+
+
+def _instrument_key(position: Position) -> uuid.UUID:
+    """A position is the one of its instrument (one position per instrument, E17)."""
+    return position.instrument.uuid
 
 
 class Positions(Resource):
@@ -27,19 +35,27 @@ class Positions(Resource):
         page_size: int = MAX_LIMIT,
         offset: int = 0,
         max_items: int | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
+        strict: bool = False,
     ) -> Paginator[Position]:
         """List the positions of one account: ``GET /accounts/{account_id}/positions`` (E16).
 
-        Returns an async iterator over every :class:`Position` of every page (``.pages()`` for
-        the pages). ``page_size`` is the ``limit`` per request (1..1000), ``offset`` where to
-        start, ``max_items`` where to stop. Raises :class:`~upvest_async.ValidationError` at
-        once for a non-UUID ``account_id`` or out-of-range paging values; the API errors of
-        :class:`~upvest_async.APIStatusError` while iterating.
+        Returns a :class:`~upvest_async.Paginator`: an async iterator over every
+        :class:`Position` in order (``.pages()`` for the pages and their ``meta``, S5).
+        ``page_size`` is the ``limit`` per request (1..1000), ``offset`` where to start or
+        resume, ``max_items`` where to stop, ``prefetch`` how many pages are requested ahead
+        (concurrently, delivered in order), ``strict`` whether a list that changes while it is
+        read raises :class:`~upvest_async.PaginationError` instead of being re-synchronised
+        (see :mod:`upvest_async.pagination`). Raises :class:`~upvest_async.ValidationError` at
+        once for a non-UUID ``account_id`` or out-of-range values; the API errors of
+        :class:`~upvest_async.APIStatusError` and :class:`~upvest_async.PaginationError` while
+        iterating.
         """
         account = check_uuid("account_id", account_id)
         return self._client._paginate(
             f"/accounts/{account}/positions", Position,
-            page_size=page_size, offset=offset, max_items=max_items,
+            page_size=page_size, offset=offset, max_items=max_items, prefetch=prefetch,
+            strict=strict, key=_instrument_key,
         )
 
     async def retrieve(
@@ -59,60 +75,79 @@ class Positions(Resource):
         )
         return structure(response.json(), Position, request_id=response.request_id)
 
+    def export_pages(
+        self,
+        account_ids: Iterable[str | uuid.UUID],
+        *,
+        concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
+        page_size: int = MAX_LIMIT,
+        strict: bool = False,
+    ) -> AsyncGenerator[tuple[str, Page[Position] | None], None]:
+        """Stream the pages of positions of many accounts (E16), grouped by account in the
+        order given: ``(account_id, page)`` for each non-empty page, then
+        ``(account_id, None)`` when that account is done (also when it has no positions).
+
+        ``concurrency``: the most page requests in flight for the whole export, across
+        accounts and pages (the pages of following accounts are fetched while earlier ones are
+        delivered). Memory holds at most about ``2 * concurrency`` pages. ``page_size`` and
+        ``strict`` as for :meth:`list`. Raises :class:`~upvest_async.ValidationError` at once
+        for a bad id or ``concurrency`` (all ids are checked before anything is sent); the
+        errors of :meth:`list` while iterating. Leaving the loop early cancels the requests in
+        flight.
+        """
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValidationError("concurrency", "must be an integer >= 1")
+        accounts = [check_uuid("account_id", account) for account in account_ids]
+        paginators = [
+            (account, self.list(account, page_size=page_size, prefetch=concurrency,
+                                strict=strict))
+            for account in accounts
+        ]
+        return chain_pages(paginators, concurrency=concurrency)
+
     async def export_accounts(
         self,
         account_ids: Iterable[str | uuid.UUID],
         *,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         page_size: int = MAX_LIMIT,
+        strict: bool = False,
     ) -> AsyncIterator[tuple[str, builtins.list[Position]]]:
-        """Yield ``(account_id, positions)`` for each account, in the order given.
+        """Yield ``(account_id, positions)`` for each account, in the order given (E16).
 
-        Up to ``concurrency`` accounts are fetched at the same time; memory holds at most
-        ``concurrency`` accounts' positions. All ids are validated before anything is sent
-        (:class:`~upvest_async.ValidationError`). Leaving the loop early cancels the fetches
-        in flight.
+        Built on :meth:`export_pages` (same arguments and errors): memory holds the positions
+        of the account being yielded plus about ``2 * concurrency`` pages.
         """
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError("concurrency", "must be an integer >= 1")
-        accounts = [check_uuid("account_id", account) for account in account_ids]
-
-        async def collect(account: str) -> builtins.list[Position]:
-            return [position async for position in self.list(account, page_size=page_size)]
-
-        window: list[tuple[str, asyncio.Task[builtins.list[Position]]]] = []
-        pending = iter(accounts)
-        try:
-            for account in pending:
-                window.append((account, asyncio.ensure_future(collect(account))))
-                if len(window) >= concurrency:
-                    break
-            while window:
-                account, task = window.pop(0)
-                positions = await task
-                for following in pending:
-                    window.append((following, asyncio.ensure_future(collect(following))))
-                    break
-                yield account, positions
-        finally:
-            for _, task in window:
-                task.cancel()
-            if window:
-                await asyncio.gather(*(task for _, task in window), return_exceptions=True)
+        pages = self.export_pages(
+            account_ids, concurrency=concurrency, page_size=page_size, strict=strict
+        )
+        async with contextlib.aclosing(pages):
+            positions: builtins.list[Position] = []
+            async for account, page in pages:
+                if page is None:
+                    yield account, positions
+                    positions = []
+                else:
+                    positions.extend(page.items)
 
     async def export(
         self,
         account_ids: Iterable[str | uuid.UUID],
         *,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         page_size: int = MAX_LIMIT,
+        strict: bool = False,
     ) -> AsyncIterator[Position]:
-        """Stream the positions of many accounts, grouped by account in the order given.
+        """Stream the positions of many accounts, grouped by account in the order given (E16).
 
-        See :meth:`export_accounts` for ``concurrency`` and the errors raised.
+        See :meth:`export_pages` for ``concurrency``, memory and the errors raised; positions
+        are yielded page by page, so no account is held in memory whole.
         """
-        async for _, positions in self.export_accounts(
-            account_ids, concurrency=concurrency, page_size=page_size
-        ):
-            for position in positions:
-                yield position
+        pages = self.export_pages(
+            account_ids, concurrency=concurrency, page_size=page_size, strict=strict
+        )
+        async with contextlib.aclosing(pages):
+            async for _, page in pages:
+                if page is not None:
+                    for position in page.items:
+                        yield position

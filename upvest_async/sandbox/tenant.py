@@ -1,26 +1,36 @@
 """A generated tenant for the sandbox: accounts, portfolio configurations, positions.
 
-Everything is deterministic from ``seed``. Positions are produced lazily per account (a small
-LRU cache), so a tenant of a million positions does not sit in memory.
+Everything is deterministic from ``seed``. Positions are produced lazily per account (an LRU
+cache of :data:`POSITIONS_CACHE_SIZE` accounts), so a tenant of a million positions does not sit
+in memory.
+
+Tests can change the positions of an account at run time (:meth:`Tenant.insert_positions`,
+:meth:`Tenant.remove_positions`, :meth:`Tenant.set_positions`) and install
+:attr:`Tenant.on_positions_read`, called before every list or retrieve request reads an
+account's positions, to change the data *between* page requests of one iteration.
 """
 
 from __future__ import annotations
 
-import functools
+import collections
 import random
 import string
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from ..validation import isin_check_digit_ok
 
-__all__ = ["Tenant", "make_isin"]
+__all__ = ["POSITIONS_CACHE_SIZE", "Tenant", "make_isin"]
 
 _COUNTRIES = ("US", "DE", "IE", "FR", "GB", "NL", "LU", "CH", "JP", "CA")
 _EPOCH = datetime(2021, 7, 21, 14, 10, tzinfo=UTC)
+_UUID_SPAN = 1 << 128
+
+#: Accounts whose generated positions are kept in memory.
+POSITIONS_CACHE_SIZE = 64
 
 
 def _uuid(rng: random.Random) -> str:
@@ -80,16 +90,43 @@ class Tenant:
                 "updated_at": created,
                 "rebalancing_strategy_ids": rng.sample(strategies, rng.randrange(0, 3)),
             }
+        self._generated: collections.OrderedDict[str, list[dict[str, Any]]] = (
+            collections.OrderedDict()
+        )
+        #: Accounts whose positions were changed at run time (kept in memory, never evicted).
+        self._changed: dict[str, list[dict[str, Any]]] = {}
+        self._inserted = 0
+        #: Called with the account id before a request reads its positions (list or retrieve);
+        #: it may change the tenant's data, which that request then serves.
+        self.on_positions_read: Callable[[str], None] | None = None
 
     def has_account(self, account_id: str) -> bool:
         return account_id in self._account_index
 
     def position_count(self, account_id: str) -> int:
-        return len(self.positions(account_id))
+        return len(self.positions(account_id, notify=False))
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (the tenant lives as long as the sandbox)
-    def positions(self, account_id: str) -> list[dict[str, Any]]:
-        """All positions of ``account_id`` as the API serves them (JSON-shaped, ordered)."""
+    def positions(self, account_id: str, *, notify: bool = True) -> list[dict[str, Any]]:
+        """All positions of ``account_id`` as the API serves them (JSON-shaped, ordered by
+        instrument uuid). Calls :attr:`on_positions_read` first unless ``notify`` is false.
+        Do not modify the list returned; use the ``*_positions`` methods."""
+        if notify and self.on_positions_read is not None:
+            self.on_positions_read(account_id)
+        changed = self._changed.get(account_id)
+        if changed is not None:
+            return changed
+        cached = self._generated.get(account_id)
+        if cached is not None:
+            self._generated.move_to_end(account_id)
+            return cached
+        generated = self._generate(account_id)
+        if account_id in self._account_index:
+            self._generated[account_id] = generated
+            if len(self._generated) > POSITIONS_CACHE_SIZE:
+                self._generated.popitem(last=False)
+        return generated
+
+    def _generate(self, account_id: str) -> list[dict[str, Any]]:
         index = self._account_index.get(account_id)
         if index is None:
             return []
@@ -100,7 +137,54 @@ class Tenant:
     def iter_positions(self) -> Iterator[dict[str, Any]]:
         """Every position of the tenant, accounts in ``account_ids`` order."""
         for account in self.account_ids:
-            yield from self.positions(account)
+            yield from self.positions(account, notify=False)
+
+    def set_positions(self, account_id: str, positions: list[dict[str, Any]]) -> None:
+        """Replace the positions of ``account_id`` (kept in the given order). Raises
+        :class:`KeyError` for an account the tenant does not have."""
+        if account_id not in self._account_index:
+            raise KeyError(account_id)
+        self._changed[account_id] = list(positions)
+        self._generated.pop(account_id, None)
+
+    def insert_positions(
+        self, account_id: str, count: int = 1, *, at: int = 0
+    ) -> list[dict[str, Any]]:
+        """Insert ``count`` new positions before index ``at`` (``at`` = the number of positions
+        appends). Their new instruments have uuids between the neighbours', so the list stays
+        ordered by instrument uuid. Returns the new positions."""
+        current = self.positions(account_id, notify=False)
+        if not 0 <= at <= len(current) or count < 0:
+            raise ValueError("at must be within the list and count >= 0")
+        low = int(uuid.UUID(current[at - 1]["instrument"]["uuid"])) if at > 0 else 0
+        high = (
+            int(uuid.UUID(current[at]["instrument"]["uuid"])) if at < len(current)
+            else _UUID_SPAN
+        )
+        if high - low <= count:
+            raise ValueError("no room for new instrument uuids at this index")
+        rng = random.Random(f"inserted-{self.seed}-{self._inserted}")
+        self._inserted += 1
+        added = []
+        for k in range(1, count + 1):
+            instrument = {
+                "uuid": str(uuid.UUID(int=low + (high - low) * k // (count + 1))),
+                "isin": make_isin(rng),
+            }
+            added.append(self._position(account_id, instrument, rng))
+        self.set_positions(account_id, current[:at] + added + current[at:])
+        return added
+
+    def remove_positions(
+        self, account_id: str, count: int = 1, *, at: int = 0
+    ) -> list[dict[str, Any]]:
+        """Remove the positions at indexes ``at`` to ``at + count - 1``; returns them."""
+        current = self.positions(account_id, notify=False)
+        if not 0 <= at <= len(current) or count < 0:
+            raise ValueError("at must be within the list and count >= 0")
+        removed = current[at:at + count]
+        self.set_positions(account_id, current[:at] + current[at + count:])
+        return removed
 
     @staticmethod
     def _position(account: str, instrument: dict[str, Any], rng: random.Random) -> dict[str, Any]:
