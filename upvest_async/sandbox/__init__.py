@@ -12,6 +12,12 @@ in-process::
                 ...
 
 or standalone with ``upvest-async sandbox``.
+
+It can also be an unreliable server (:mod:`.faults`): ``Sandbox(faults=Faults(seed=1,
+server_error_rate=0.2, lost_response_rate=0.1))`` answers random 5xx and 429s, resets
+connections, loses the answers of writes it performed, or answers slowly, deterministically from
+the seed; ``sandbox.state.faults`` can be replaced at run time and ``sandbox.counters`` counts
+what was injected and whether anything was created twice.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..client import UpvestClient
 from .app import JournalEntry, SandboxCounters, SandboxState, create_app
+from .faults import FAULT_KINDS, Faults
 from .portfolios import PortfolioStore
 from .tenant import Tenant
 from .verifier import SignatureVerifier
 
 __all__ = [
+    "FAULT_KINDS",
+    "Faults",
     "JournalEntry",
     "PortfolioStore",
     "Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
@@ -81,8 +90,10 @@ class Sandbox:
     """Runs the sandbox application on ``host`` (127.0.0.1) and a free ``port`` (0: any).
 
     ``accounts`` / ``positions_per_account`` / ``seed``: the generated tenant; ``latency_ms``:
-    milliseconds added to every response; ``token_lifetime``: seconds an access token lives.
-    ``base_url`` is known after :meth:`start` (or entering ``async with``).
+    milliseconds added to every response; ``token_lifetime``: seconds an access token lives;
+    ``faults``: what to inject (:class:`~.faults.Faults`; default none, replace it later through
+    ``sandbox.state.faults``). ``base_url`` is known after :meth:`start` (or entering
+    ``async with``).
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class Sandbox:
         seed: int = 0,
         latency_ms: float = 0.0,
         token_lifetime: float = 1799.0,
+        faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -109,6 +121,7 @@ class Sandbox:
             ),
             token_lifetime=token_lifetime,
             latency=latency_ms / 1000.0,
+            faults=faults if faults is not None else Faults(),
         )
         self.app = create_app(self.state)
         self._host = host
@@ -118,7 +131,8 @@ class Sandbox:
 
     @property
     def counters(self) -> SandboxCounters:
-        """What the sandbox saw so far (requests, token requests, rejected signatures...)."""
+        """What the sandbox saw so far (requests, token requests, rejected signatures, nonce
+        replays, idempotent replays, resources created, duplicates, injected faults by kind)."""
         return self.state.counters
 
     @property

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import email.utils
 import json
+import math
 import secrets
+import socket
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +27,7 @@ import attrs
 from aiohttp import web
 
 from ..scopes import PORTFOLIOS_ADMIN, PORTFOLIOS_READ, POSITIONS_READ, TOKEN_PATH
+from .faults import FAULT_KINDS, FaultDecision, FaultInjector, Faults
 from .tenant import Tenant
 from .verifier import SignatureRejected, SignatureVerifier
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from .idempotency import IdempotencyStore
     from .portfolios import PortfolioStore
 
-__all__ = ["JournalEntry", "SandboxCounters", "SandboxState", "create_app"]
+__all__ = ["ConnectionDropped", "JournalEntry", "SandboxCounters", "SandboxState", "create_app"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,7 +85,11 @@ class SandboxCounters:
     ``nonce_replays``; ``unauthorized``: bearer tokens refused; ``forbidden``: scope refusals;
     ``idempotent_replays``: stored responses replayed for a reused ``idempotency-key``;
     ``created``: resources created through the API by kind (``allocation``, ``configuration``,
-    ``order``, ``execution``; E11 liquidation requests count as ``order``)."""
+    ``order``, ``execution``; E11 liquidation requests count as ``order``);
+    ``duplicates``: resources created with the same request content as an earlier one but under
+    a different ``idempotency-key`` (what a client that changes its key on retry would cause;
+    see :class:`~.portfolios.PortfolioStore`); ``faults``: injected faults by kind
+    (:data:`~.faults.FAULT_KINDS`)."""
 
     requests: int = 0
     token_requests: int = 0
@@ -91,14 +101,18 @@ class SandboxCounters:
     created: dict[str, int] = attrs.field(
         factory=lambda: dict.fromkeys(("allocation", "configuration", "order", "execution"), 0)
     )
+    duplicates: int = 0
+    faults: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
 
 
 @attrs.frozen
 class JournalEntry:
     """One request as the sandbox received and answered it.
 
-    ``headers``: lower-case names to values as received; ``nonce``: of a verified signature
-    (``None`` when the signature was rejected); ``at``: sandbox clock seconds when received.
+    ``headers``: lower-case names to values as received; ``status``: the status answered, 0
+    when the connection was dropped without an answer; ``nonce``: of a verified signature
+    (``None`` when the signature was rejected); ``at``: sandbox clock seconds when received;
+    ``fault``: the injected fault (one of :data:`~.faults.FAULT_KINDS`), ``None`` for none.
     """
 
     method: str
@@ -109,6 +123,7 @@ class JournalEntry:
     request_id: str
     nonce: str | None
     at: float
+    fault: str | None = None
 
 
 @attrs.define
@@ -139,7 +154,8 @@ class SandboxState:
     after claiming its ``idempotency-key`` (holds a request in flight, for tests);
     ``idempotency``: the claimed keys and stored responses (:mod:`.idempotency`);
     ``portfolios``: allocations, configurations, orders and rebalancing executions
-    (:mod:`.portfolios`), seeded from ``tenant``.
+    (:mod:`.portfolios`), seeded from ``tenant``; ``faults``: what to inject
+    (:class:`~.faults.Faults`; assign a new value at any time, which restarts its seeded draws).
     """
 
     tenant: Tenant
@@ -160,6 +176,15 @@ class SandboxState:
     portfolios: PortfolioStore = attrs.field(
         default=attrs.Factory(_portfolio_store, takes_self=True)
     )
+    faults: Faults = attrs.field(factory=Faults)
+    _injector: FaultInjector | None = attrs.field(default=None, init=False, repr=False)
+
+    def fault_injector(self) -> FaultInjector:
+        """The injector of the current :attr:`faults` (a new one, with fresh draws, after
+        :attr:`faults` was replaced)."""
+        if self._injector is None or self._injector.faults is not self.faults:
+            self._injector = FaultInjector(self.faults)
+        return self._injector
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued access token (the next API call gets a 401)."""
@@ -169,6 +194,11 @@ class SandboxState:
 STATE_KEY = web.AppKey("state", SandboxState)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 NONCE_KEY = web.RequestKey("nonce", str)
+FAULT_KEY = web.RequestKey("fault", str)
+
+
+class ConnectionDropped(Exception):
+    """Raised by the fault middleware after it aborted the connection (no answer is sent)."""
 
 
 def problem_response(
@@ -228,18 +258,23 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     received = state.clock()
     if state.latency:
         await asyncio.sleep(state.latency)
+    status: int | None = None
     try:
         response = await handler(request)
     except Problem as problem:
         response = problem_for(request, problem)
     except web.HTTPException as exc:
         response = problem_response(exc.status, exc.reason, request_id, request.rel_url.raw_path)
+    except ConnectionDropped:
+        # The transport is aborted: aiohttp fails to write this and ignores the failure.
+        response, status = web.Response(status=500), 0
     response.headers["upvest-request-id"] = request_id
     state.journal.append(JournalEntry(
         method=request.method, path=request.rel_url.raw_path,
         query=request.rel_url.raw_query_string,
         headers={name.lower(): value for name, value in request.headers.items()},
-        status=response.status, request_id=request_id, nonce=request.get(NONCE_KEY), at=received,
+        status=response.status if status is None else status, request_id=request_id,
+        nonce=request.get(NONCE_KEY), at=received, fault=request.get(FAULT_KEY),
     ))
     return response
 
@@ -286,6 +321,71 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         state.counters.forbidden += 1
         raise Problem(403, "the access token lacks scope " + " or ".join(sorted(needed)))
     return await handler(request)
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection of ``request`` at once, with a TCP RST where the socket allows."""
+    request.protocol.force_close()
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _retry_after(seconds: int, http_date: bool) -> str:
+    if not http_date:
+        return str(seconds)
+    # Whole seconds only: round up so that the date is at least ``seconds`` away.
+    return email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
+
+
+async def _inject(
+    request: web.Request, handler: Handler, state: SandboxState, decision: FaultDecision
+) -> web.StreamResponse:
+    kind = decision.kind
+    request[FAULT_KEY] = kind
+    state.counters.faults[kind] = state.counters.faults.get(kind, 0) + 1
+    if kind == "reset":
+        _abort(request)
+        raise ConnectionDropped
+    if decision.status in {500, 502, 503}:
+        raise Problem(decision.status, "injected fault: the request was not processed")
+    if decision.status == 429:
+        seconds = state.faults.rate_limit_retry_after
+        raise Problem(429, "injected fault: rate limited, the request was not processed",
+                      {"retry-after": _retry_after(seconds, decision.retry_after_date)})
+    answer: web.StreamResponse | Problem | web.HTTPException
+    try:
+        answer = await handler(request)
+    except (Problem, web.HTTPException) as raised:
+        answer = raised  # an answer too (a 4xx is stored for its idempotency key)
+    if kind == "lost-drop":
+        _abort(request)
+        raise ConnectionDropped
+    if kind == "lost-504":
+        raise Problem(504, "injected fault: the request was processed but its answer was lost")
+    await asyncio.sleep(state.faults.slow_seconds)  # "slow"
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+@web.middleware
+async def faults_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Inject the faults of ``state.faults`` (see :mod:`.faults`) into requests that passed
+    authentication (and into token requests when ``fault_token_endpoint`` is set)."""
+    state = request.app[STATE_KEY]
+    injector = state.fault_injector()
+    if not injector.applies_to(is_token_request=request.rel_url.raw_path == TOKEN_PATH):
+        return await handler(request)
+    decision = injector.decide(request.method)
+    if decision is None:
+        return await handler(request)
+    return await _inject(request, handler, state, decision)
 
 
 async def token_endpoint(request: web.Request) -> web.Response:
@@ -377,13 +477,16 @@ async def retrieve_position(request: web.Request) -> web.Response:
 def create_app(state: SandboxState) -> web.Application:
     """Build the sandbox application around ``state``.
 
-    Middlewares, outermost first: problem details, then signature/token/scope checks. The
+    Middlewares, outermost first: problem details, then signature/token/scope checks, then
+    fault injection (:mod:`.faults`, only for requests that passed the checks). The
     Portfolios routes (E1 to E15, :mod:`.portfolios`) claim idempotency keys inside their
     handlers, so a request refused by authentication never consumes a key.
     """
     from .portfolios import add_portfolio_routes  # imports this module
 
-    app = web.Application(middlewares=[problems_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[problems_middleware, auth_middleware, faults_middleware]
+    )
     app[STATE_KEY] = state
     app.router.add_post(TOKEN_PATH, token_endpoint)
     add_portfolio_routes(app)

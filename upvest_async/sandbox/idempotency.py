@@ -17,13 +17,19 @@ SHA-256 of its body. With a key already claimed:
 A response is stored only when its status is below 500 (4xx problems included); a 5xx or an
 unexpected exception releases the key so that a retry executes again. :func:`idempotent` wraps
 the handlers, so it runs after the authentication middleware: a request refused there never
-claims a key.
+claims a key. While a handler runs, :func:`current_key` tells which key it claimed (the store
+uses it to count duplicates created under different keys).
+
+Injected faults (:mod:`.faults`) wrap all of this: a lost response is one whose handler ran and
+whose answer was stored here before the connection was dropped (or a 504 was sent instead), so a
+retry with the same key gets the replay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import enum
 import functools
 import hashlib
@@ -40,12 +46,23 @@ __all__ = [
     "Claim",
     "IdempotencyStore",
     "StoredResponse",
+    "current_key",
     "fingerprint",
     "idempotent",
 ]
 
 #: Response header marking a replayed response.
 REPLAY_HEADER = "upvest-idempotent-replay"
+
+_CURRENT_KEY: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "upvest_sandbox_idempotency_key", default=None
+)
+
+
+def current_key() -> tuple[str, str] | None:
+    """``(client id, idempotency key)`` claimed by the handler running in this task, ``None``
+    outside :func:`idempotent` handlers or for a request without a key."""
+    return _CURRENT_KEY.get()
 
 
 class Claim(enum.Enum):
@@ -194,6 +211,7 @@ def idempotent(*, required: bool) -> Callable[[Handler], Handler]:
                 state.counters.idempotent_replays += 1
                 return stored.replay()
             answer: StoredResponse | None = None
+            token = _CURRENT_KEY.set((scope, key))
             try:
                 await _pause(state)
                 try:
@@ -203,6 +221,7 @@ def idempotent(*, required: bool) -> Callable[[Handler], Handler]:
                 answer = _stored(response)
                 return response
             finally:
+                _CURRENT_KEY.reset(token)
                 if answer is None:
                     state.idempotency.release(scope, key)
                 else:

@@ -20,6 +20,7 @@ Decisions beyond the seed (which prints no success statuses, Q3):
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import uuid
@@ -47,7 +48,7 @@ from .bodies import (
     canonical_uuid,
     read_json,
 )
-from .idempotency import idempotent
+from .idempotency import current_key, idempotent
 from .tenant import Tenant
 
 __all__ = [
@@ -99,6 +100,17 @@ class PortfolioStore:
     resources are not counted in ``counters.created``. ``clock`` returns aware datetimes.
 
     The API-facing methods raise :class:`~.app.Problem` (404 unknown, 409 conflicting state).
+
+    Duplicates: each resource created through the API is fingerprinted by its request content
+    without the volatile fields (orders and liquidations: ``user_id``, ``account_id``,
+    ``cash_amount``, ``currency``, ``side``/``type``, ``post_tax``; executions: the sorted
+    ``accounts`` or ``allocations``; allocations: ``name`` and items; configurations: all
+    fields). A creation whose fingerprint matches an earlier creation made under a different
+    ``idempotency-key`` (or without one) adds one to ``counters.duplicates``: a client that
+    changes its key when it retries shows up there. Distinct operations that are meant to
+    create equal resources count too, so tests give each operation distinct content.
+    ``created_by_key`` maps each ``idempotency-key`` (lower-case) to the id of the resource
+    created under it (the account id for configurations).
     """
 
     def __init__(
@@ -110,6 +122,8 @@ class PortfolioStore:
         self.allocations: dict[str, dict[str, Any]] = self._seed_allocations(tenant)
         self.orders: dict[str, dict[str, Any]] = {}
         self.executions: dict[str, dict[str, Any]] = {}
+        self.created_by_key: dict[str, str] = {}
+        self._first_keys: dict[str, tuple[str, str] | None] = {}
         self._last: datetime | None = None
 
     @staticmethod
@@ -141,8 +155,17 @@ class PortfolioStore:
         self._last = moment
         return format_timestamp(moment)
 
-    def _created(self, kind: str) -> None:
+    def _created(self, kind: str, resource_id: str, content: Any) -> None:
+        """Count a creation of ``kind`` and check ``content`` (JSON-shaped) for duplicates."""
         self.counters.created[kind] = self.counters.created.get(kind, 0) + 1
+        key = current_key()
+        if key is not None:
+            self.created_by_key[key[1]] = resource_id
+        fingerprint = json.dumps([kind, content], sort_keys=True, separators=(",", ":"))
+        if fingerprint not in self._first_keys:
+            self._first_keys[fingerprint] = key
+        elif key is None or self._first_keys[fingerprint] != key:
+            self.counters.duplicates += 1
 
     # Allocations (E1 to E4)
 
@@ -164,7 +187,7 @@ class PortfolioStore:
             "allocation": [item.to_json() for item in body.allocation],
         }
         self.allocations[allocation_id] = allocation
-        self._created("allocation")
+        self._created("allocation", allocation_id, [body.name, allocation["allocation"]])
         return allocation
 
     def update_allocation(self, allocation_id: str, body: AllocationBody) -> dict[str, Any]:
@@ -199,7 +222,9 @@ class PortfolioStore:
             "rebalancing_strategy_ids": list(body.rebalancing_strategy_ids),
         }
         self.configurations[body.account_id] = configuration
-        self._created("configuration")
+        self._created("configuration", body.account_id, [
+            body.account_id, body.allocation_id, sorted(body.rebalancing_strategy_ids)
+        ])
         return configuration
 
     def update_configuration(self, account_id: str, patch: ConfigurationPatch) -> dict[str, Any]:
@@ -242,7 +267,9 @@ class PortfolioStore:
             "orders": [],
         }
         self.orders[order_id] = order
-        self._created("order")
+        self._created("order", order_id, [
+            user_id, account_id, cash_amount, currency, kind, post_tax
+        ])
         return order
 
     def create_order(self, body: OrderBody) -> dict[str, Any]:
@@ -293,15 +320,17 @@ class PortfolioStore:
             for account_id in body.accounts:
                 self.configuration(account_id)
             targets = {"accounts": list(body.accounts)}
+            content = ["accounts", sorted(body.accounts)]
         else:
             assert body.allocations is not None
             for allocation_id in body.allocations:
                 self.allocation(allocation_id)
             targets = {"allocations": list(body.allocations)}
+            content = ["allocations", sorted(body.allocations)]
         stamp, execution_id = self._stamp(), str(uuid.uuid4())
         execution = {"id": execution_id, "created_at": stamp, "updated_at": stamp, **targets}
         self.executions[execution_id] = execution
-        self._created("execution")
+        self._created("execution", execution_id, content)
         return execution
 
 
