@@ -101,7 +101,7 @@ def test_export_with_credentials_talks_to_their_base_url(
     assert set(variables) >= {"UPVEST_API_BASE_URL", "UPVEST_API_CLIENT_ID",
                               "UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64"}
     out = tmp_path / "positions.jsonl"
-    result = run("export-positions", "--out", str(out), "--quiet", env=clean_env(**variables))
+    result = run("export-positions", "--out", str(out), env=clean_env(**variables))
     assert result.returncode == 0, result.stderr
     assert f"Using {variables['UPVEST_API_BASE_URL']}" in result.stderr
     expected = list(Tenant(accounts=2, positions_per_account=30, seed=5).iter_positions())

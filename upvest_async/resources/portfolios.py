@@ -12,11 +12,12 @@ per-call options of :class:`~upvest_async.transport.RequestOptions` (``timeout``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Unpack
 
+from ..bulk import RebalanceResult, trigger_many
 from ..errors import ValidationError
 from ..models import (
     AllocationItem,
@@ -415,11 +416,34 @@ class Executions(Resource):
 
 
 class Rebalancings(Resource):
-    """``client.portfolios.rebalancings``: ``.executions``."""
+    """``client.portfolios.rebalancings``: ``.executions`` and :meth:`trigger_many`."""
 
     def __init__(self, client: UpvestClient) -> None:
         super().__init__(client)
         self.executions = Executions(client)
+
+    async def trigger_many(
+        self,
+        account_ids: Iterable[Id],
+        *,
+        concurrency: int = 16,
+        batch_id: str | None = None,
+        group_size: int = 1,
+        dry_run: bool = False,
+        on_result: Callable[[RebalanceResult], Awaitable[None] | None] | None = None,
+        max_retries: int | None = None,
+    ) -> list[RebalanceResult]:
+        """Trigger a rebalancing execution (E14) for each account (or each group of
+        ``group_size`` accounts) with at most ``concurrency`` in flight; returns one
+        :class:`~upvest_async.bulk.RebalanceResult` per account, in input order, and never
+        raises for a failed trigger. With ``batch_id`` the idempotency keys are derived from
+        it, so re-running the batch creates no second execution. See
+        :func:`upvest_async.bulk.trigger_many`."""
+        return await trigger_many(
+            self.executions, account_ids, concurrency=concurrency, batch_id=batch_id,
+            group_size=group_size, dry_run=dry_run, on_result=on_result,
+            max_retries=max_retries,
+        )
 
 
 class Portfolios(Resource):

@@ -1,0 +1,122 @@
+"""``upvest-async sandbox``: the embedded sandbox, standalone, optionally unreliable."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import click
+
+from ..sandbox import Sandbox
+from ..sandbox.faults import Faults, LostMode
+
+__all__ = ["sandbox_command"]
+
+
+def _env_file_text(sandbox: Sandbox) -> str:
+    env: dict[str, Any] = sandbox.env()
+    pem = env.pop("UPVEST_API_HTTP_SIGN_PRIVATE_KEY")
+    env["UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64"] = base64.b64encode(pem.encode()).decode()
+    return "".join(f"export {name}={value}\n" for name, value in env.items())
+
+
+@click.command("sandbox")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="0: any free port.")
+@click.option("--accounts", type=click.IntRange(0), default=20, show_default=True)
+@click.option("--positions", type=click.IntRange(0), default=1500, show_default=True,
+              help="Positions per account.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Milliseconds added to every response.")
+@click.option("--token-lifetime", type=click.FloatRange(0.5), default=1799.0,
+              show_default=True, help="Seconds an access token is valid.")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the UPVEST_API_* variables for a client to this file.")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fault: share of API requests answered 500/502/503 without processing.")
+@click.option("--rate-limit-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fault: share of API requests answered 429 without processing.")
+@click.option("--retry-after", type=click.IntRange(0), default=1, show_default=True,
+              help="Seconds sent in Retry-After with the injected 429s.")
+@click.option("--reset-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fault: share of API requests whose connection is reset before processing.")
+@click.option("--lost-response-rate", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True,
+              help="Fault: share of writes processed and stored whose answer is then lost "
+                   "(connection dropped or 504).")
+@click.option("--lost-response-mode", type=click.Choice(["drop", "504", "mixed"]),
+              default="mixed", show_default=True, help="How a lost answer is lost.")
+@click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Fault: share of API requests answered after --slow-seconds.")
+@click.option("--slow-seconds", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Seconds a slow answer is held back.")
+@click.option("--fault-seed", type=int, default=0, show_default=True,
+              help="Seed of the fault draws (the same traffic sees the same faults).")
+def sandbox_command(
+    port: int,
+    accounts: int,
+    positions: int,
+    seed: int,
+    latency_ms: float,
+    token_lifetime: float,
+    env_file: Path | None,
+    error_rate: float,
+    rate_limit_rate: float,
+    retry_after: int,
+    reset_rate: float,
+    lost_response_rate: float,
+    lost_response_mode: str,
+    slow_rate: float,
+    slow_seconds: float,
+    fault_seed: int,
+) -> None:
+    """Run the embedded sandbox on 127.0.0.1 until interrupted.
+
+    The fault options make it an unreliable server (faults apply to API requests that passed
+    authentication; the rates are exclusive and must add up to at most 1).
+    """
+    try:
+        faults = Faults(
+            seed=fault_seed, server_error_rate=error_rate, rate_limit_rate=rate_limit_rate,
+            rate_limit_retry_after=retry_after, reset_rate=reset_rate,
+            lost_response_rate=lost_response_rate,
+            lost_response_mode=cast(LostMode, lost_response_mode),
+            slow_rate=slow_rate, slow_seconds=slow_seconds,
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(f"fault options: {exc}") from None
+
+    async def serve() -> None:
+        async with Sandbox(
+            accounts=accounts, positions_per_account=positions, seed=seed, port=port,
+            latency_ms=latency_ms, token_lifetime=token_lifetime, faults=faults,
+        ) as sandbox:
+            text = _env_file_text(sandbox)
+            if env_file is not None:
+                partial = env_file.with_name(env_file.name + ".tmp")
+                partial.write_text(text, encoding="utf-8")
+                partial.chmod(0o600)
+                partial.replace(env_file)
+                hint = f"source {env_file}"
+            else:
+                hint = "set the variables below"
+            click.echo(f"Sandbox listening on {sandbox.base_url}; to point a client at it, "
+                       f"{hint} (Ctrl-C stops it)")
+            if faults.active:
+                click.echo(
+                    f"Injecting faults (seed {faults.seed}): {error_rate:.0%} 5xx, "
+                    f"{rate_limit_rate:.0%} 429 (Retry-After {retry_after} s), "
+                    f"{reset_rate:.0%} resets, {lost_response_rate:.0%} lost answers of writes "
+                    f"({lost_response_mode}), {slow_rate:.0%} slow ({slow_seconds:g} s)"
+                )
+            if env_file is None:
+                click.echo(text, nl=False)
+            sys.stdout.flush()
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())

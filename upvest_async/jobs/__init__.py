@@ -1,0 +1,1 @@
+"""Bulk jobs behind the command line: exporting positions and rebalancing many accounts."""

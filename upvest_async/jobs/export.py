@@ -1,0 +1,264 @@
+"""The ``export-positions`` job: positions of many accounts to JSONL or CSV.
+
+Output keeps the API's field names and values (decimals stay decimal strings). JSONL writes
+one position object per line; CSV has a header row and flattens ``instrument`` into
+``instrument.uuid`` and ``instrument.isin``.
+
+Where the output goes:
+
+- ``out=None``: standard output, as it is produced.
+- a path, no checkpoint: a temporary file renamed to ``out`` when the export is complete; an
+  interrupted or failed run leaves no file that looks complete.
+- a path and a checkpoint: the work file ``<out>.partial`` grows account by account and is
+  renamed to ``out`` when complete; the checkpoint (see :mod:`.checkpoint`) lets a re-run skip
+  finished accounts and append the rest, with no gap and no duplicate.
+
+An account that fails (after the client's retries) is recorded in the summary with its error
+and request id, and the export goes on with the next account; a checkpointed re-run retries
+it (its positions then come after the accounts exported in the first run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import attrs
+
+from ..client import UpvestClient
+from ..converter import unstructure
+from ..errors import UpvestError
+from ..models import Position
+from .checkpoint import Checkpoint
+from .files import atomic_text
+
+__all__ = ["CSV_COLUMNS", "AccountFailure", "ExportSummary", "export_positions",
+           "list_account_ids"]
+
+Format = Literal["jsonl", "csv"]
+
+CSV_COLUMNS = (
+    "account_id", "instrument.uuid", "instrument.isin", "quantity", "available_for_trading",
+    "locked_for_trading", "pending_settlement",
+)
+
+
+@attrs.frozen
+class AccountFailure:
+    """An account whose positions could not be exported: ``error`` (one line) and
+    ``request_id`` of the failing answer, when there was one."""
+
+    account_id: str
+    error: str
+    request_id: str | None
+
+
+@attrs.define
+class ExportSummary:
+    """Figures of one run: ``accounts`` exported now, ``skipped`` (finished in an earlier run,
+    per the checkpoint), ``failed`` accounts, ``positions`` written now, ``pages`` and
+    ``requests`` (HTTP requests, token requests included), ``seconds`` (wall clock), and
+    ``interrupted`` (stopped by Ctrl-C / cancellation)."""
+
+    accounts: int = 0
+    skipped: int = 0
+    positions: int = 0
+    pages: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    failed: list[AccountFailure] = attrs.field(factory=list)
+
+    @property
+    def positions_per_second(self) -> float:
+        return self.positions / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["positions_per_second"] = round(self.positions_per_second, 1)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def render(positions: Sequence[Position], fmt: Format) -> str:
+    """The text of ``positions`` in ``fmt`` (no CSV header)."""
+    rows: list[dict[str, Any]] = [unstructure(position) for position in positions]
+    if fmt == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        instrument = row["instrument"]
+        writer.writerow([
+            row["account_id"], instrument["uuid"], instrument.get("isin") or "",
+            row["quantity"], row["available_for_trading"], row["locked_for_trading"],
+            row["pending_settlement"],
+        ])
+    return buffer.getvalue()
+
+
+def csv_header() -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(CSV_COLUMNS)
+    return buffer.getvalue()
+
+
+async def list_account_ids(client: UpvestClient) -> list[str]:
+    """The accounts of all portfolio configurations (``GET /portfolios/configurations``)."""
+    return [str(config.account_id) async for config in client.portfolios.configurations.list()]
+
+
+async def _stream_accounts(
+    client: UpvestClient,
+    accounts: list[str],
+    concurrency: int,
+    summary: ExportSummary,
+    write: Callable[[str, list[Position]], None],
+) -> None:
+    """Export ``accounts`` in order; a failing account is recorded and skipped."""
+    remaining = accounts
+    while remaining:
+        yielded = 0
+        try:
+            async for account, positions in client.positions.export_accounts(
+                remaining, concurrency=concurrency
+            ):
+                write(account, positions)
+                yielded += 1
+            return
+        except UpvestError as exc:
+            # Errors surface in account order: the failing account is the next one.
+            failed = remaining[yielded]
+            summary.failed.append(
+                AccountFailure(failed, str(exc), getattr(exc, "request_id", None))
+            )
+            remaining = remaining[yielded + 1:]
+
+
+async def export_positions(
+    client: UpvestClient,
+    account_ids: Sequence[str],
+    out: Path | None,
+    *,
+    fmt: Format = "jsonl",
+    concurrency: int = 8,
+    checkpoint: Path | None = None,
+    on_account: Callable[[str, int], None] | None = None,
+    summary: ExportSummary | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> ExportSummary:
+    """Export the positions of ``account_ids`` (in that order) to ``out`` (``None``: stdout).
+
+    ``concurrency``: bound on page requests in flight across accounts; ``checkpoint``: make the
+    export resumable (see the module docs; requires a path ``out``); ``on_account(account_id,
+    positions)``: called as each account is written; ``summary``: an object to fill (so a caller
+    still has the figures after a cancellation). Account failures are collected in the
+    summary, not raised. Cancellation (Ctrl-C) stops the export, keeps the checkpoint
+    consistent, and is re-raised after ``summary.interrupted`` is set.
+    """
+    if checkpoint is not None and out is None:
+        raise ValueError("a checkpoint needs an output file, not standard output")
+    started = time.perf_counter()
+    pages_before, requests_before = client.stats.pages, client.stats.requests
+    summary = summary if summary is not None else ExportSummary()
+    try:
+        if checkpoint is None or out is None:
+            with atomic_text(out) as stream:
+                if fmt == "csv":
+                    stream.write(csv_header())
+
+                def write(account: str, positions: list[Position]) -> None:
+                    stream.write(render(positions, fmt))
+                    summary.accounts += 1
+                    summary.positions += len(positions)
+                    if on_account is not None:
+                        on_account(account, len(positions))
+
+                await _stream_accounts(client, list(account_ids), concurrency, summary, write)
+        else:
+            await _export_resumable(
+                client, list(account_ids), out, fmt, concurrency, checkpoint, summary,
+                on_account, on_resume,
+            )
+    except asyncio.CancelledError:
+        summary.interrupted = True
+        raise
+    finally:
+        summary.pages = client.stats.pages - pages_before
+        summary.requests = client.stats.requests - requests_before
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def _export_resumable(
+    client: UpvestClient,
+    accounts: list[str],
+    out: Path,
+    fmt: Format,
+    concurrency: int,
+    checkpoint_path: Path,
+    summary: ExportSummary,
+    on_account: Callable[[str, int], None] | None,
+    on_resume: Callable[[int], None] | None,
+) -> None:
+    state = Checkpoint.open(checkpoint_path, out=out, fmt=fmt)
+    work = out.with_name(out.name + ".partial")
+    try:
+        if _already_complete(state, out):
+            summary.skipped = len(state.done)
+            if on_resume is not None:
+                on_resume(summary.skipped)
+            return
+        todo = [account for account in accounts if account not in state.done]
+        summary.skipped = len(accounts) - len(todo)
+        if on_resume is not None:
+            on_resume(summary.skipped)
+        with _open_work(work) as stream:
+            _resume_at(stream, state, fmt)
+
+            def write(account: str, positions: list[Position]) -> None:
+                stream.write(render(positions, fmt).encode("utf-8"))
+                stream.flush()
+                os.fsync(stream.fileno())
+                state.finished(account, len(positions), stream.tell())
+                summary.accounts += 1
+                summary.positions += len(positions)
+                if on_account is not None:
+                    on_account(account, len(positions))
+
+            await _stream_accounts(client, todo, concurrency, summary, write)
+        if not summary.failed:
+            os.replace(work, out)
+            state.mark_complete()
+    finally:
+        state.close()
+
+
+def _already_complete(state: Checkpoint, out: Path) -> bool:
+    return state.complete and out.exists()
+
+
+def _open_work(work: Path) -> BinaryIO:
+    """Open the work file for update, creating it when missing (local disk, a quick call)."""
+    return work.open("r+b" if work.exists() else "w+b")
+
+
+def _resume_at(stream: BinaryIO, state: Checkpoint, fmt: Format) -> None:
+    """Position the work file after the last finished account (truncating anything later)."""
+    if not state.done and state.offset == 0:
+        stream.seek(0)
+        stream.truncate()
+        if fmt == "csv":
+            stream.write(csv_header().encode("utf-8"))
+        stream.flush()
+        state.started(stream.tell())
+        return
+    stream.seek(state.offset)
+    stream.truncate()
