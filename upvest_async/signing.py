@@ -74,7 +74,7 @@ def covered_components(query: str, headers: Mapping[str, str]) -> list[str]:
 
 def _sf_string(value: str) -> str:
     """Serialize ``value`` as an RFC 8941 sf-string (quoted, ``"`` and ``\\`` escaped)."""
-    if any(ord(char) < 0x20 or ord(char) > 0x7E for char in value):
+    if not (value.isascii() and value.isprintable()):
         raise ValueError("signature parameter strings must be printable ASCII")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

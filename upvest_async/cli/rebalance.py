@@ -59,6 +59,9 @@ async def _run(
 
             summary, _ = await run_rebalance(client, accounts, out, on_result=advance,
                                              **options)
+        # The whole run's traffic, the account listing and its token request included.
+        summary.requests = client.stats.requests
+        summary.token_requests = client.stats.token_requests
         holder.append(summary)
 
 

@@ -1,0 +1,61 @@
+"""Run the embedded sandbox in a child process for benchmarks.
+
+On a 2-core machine a sandbox in the benchmark's own event loop would compete with the client
+for one CPU; a child process gets its own. The child sends back its client settings when
+ready, and its counters (server side) when told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from multiprocessing.connection import Connection
+from typing import Any
+
+import attrs
+
+
+def _serve(conn: Connection, options: dict[str, Any]) -> None:
+    from upvest_async.sandbox import Sandbox
+
+    async def main() -> None:
+        async with Sandbox(**options) as sandbox:
+            conn.send(sandbox.client_settings())
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            counters = attrs.asdict(sandbox.counters)
+            counters["executions"] = len(sandbox.portfolios.executions)
+            conn.send(counters)
+
+    asyncio.run(main())
+
+
+class SandboxProcess:
+    """``with SandboxProcess(accounts=..., latency_ms=...) as sandbox:`` gives
+    ``sandbox.settings`` (UpvestClient keywords); ``sandbox.stop()`` returns the counters."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._parent, child = multiprocessing.get_context("spawn").Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(child, options), daemon=True)
+        self.settings: dict[str, Any] = {}
+        self.counters: dict[str, Any] = {}
+
+    def __enter__(self) -> SandboxProcess:
+        self._process.start()
+        self.settings = self._parent.recv()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        if not self.counters:
+            self._parent.send("stop")
+            self.counters = self._parent.recv()
+            self._process.join(timeout=30)
+        return self.counters
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process.is_alive():
+            try:
+                self.stop()
+            finally:
+                self._process.kill()
