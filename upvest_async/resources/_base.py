@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..converter import structure
 from ..errors import ResponseValidationError
-from ..transport import RawResponse
+from ..transport import RawResponse, RequestOptions
 from ..validation import check_choice, check_timestamp, check_uuid
 
 if TYPE_CHECKING:
@@ -27,6 +27,24 @@ class Resource:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
+
+    async def _call(
+        self,
+        cls: type[T],
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        idempotency_key: object = None,
+        options: RequestOptions,
+    ) -> T:
+        """Send one call and decode its body into ``cls``; the caller's ``idempotency_key``
+        is checked (a UUID) before anything is sent."""
+        response = await self._client._request(
+            method, path, json_body=json_body, idempotency_key=idempotency(idempotency_key),
+            **options,
+        )
+        return decode(response, cls)
 
 
 def decode(response: RawResponse, cls: type[T]) -> T:

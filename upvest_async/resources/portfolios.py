@@ -40,7 +40,7 @@ from ..validation import (
     check_uuid,
     check_uuid_list,
 )
-from ._base import Resource, decode, idempotency, list_filters
+from ._base import Resource, idempotency, list_filters
 
 if TYPE_CHECKING:
     from ..client import UpvestClient
@@ -113,11 +113,10 @@ class Allocations(Resource):
         body: dict[str, Any] = {"allocation": check_allocation_items("allocation", allocation)}
         if name is not None:
             body["name"] = _name(name)
-        response = await self._client._request(
-            "POST", "/portfolios/allocations", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosAllocation, "POST", "/portfolios/allocations", json_body=body,
+            idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, PortfoliosAllocation)
 
     async def retrieve(
         self, allocation_id: Id, **options: Unpack[RequestOptions]
@@ -125,10 +124,9 @@ class Allocations(Resource):
         """Retrieve an allocation: ``GET /portfolios/allocations/{allocation_id}`` (E3).
         Raises :class:`~upvest_async.NotFoundError` when unknown."""
         allocation = check_uuid("allocation_id", allocation_id)
-        response = await self._client._request(
-            "GET", f"/portfolios/allocations/{allocation}", **options
+        return await self._call(
+            PortfoliosAllocation, "GET", f"/portfolios/allocations/{allocation}", options=options,
         )
-        return decode(response, PortfoliosAllocation)
 
     async def update(
         self,
@@ -148,11 +146,10 @@ class Allocations(Resource):
         body: dict[str, Any] = {"allocation": check_allocation_items("allocation", allocation)}
         if name is not None:
             body["name"] = _name(name)
-        response = await self._client._request(
-            "PUT", f"/portfolios/allocations/{target}", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosAllocation, "PUT", f"/portfolios/allocations/{target}", json_body=body,
+            idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, PortfoliosAllocation)
 
 
 class Configurations(Resource):
@@ -211,11 +208,10 @@ class Configurations(Resource):
             body["rebalancing_strategy_ids"] = check_uuid_list(
                 "rebalancing_strategy_ids", rebalancing_strategy_ids
             )
-        response = await self._client._request(
-            "POST", "/portfolios/configurations", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosConfiguration, "POST", "/portfolios/configurations", json_body=body,
+            idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, PortfoliosConfiguration)
 
     async def retrieve(
         self, account_id: Id, **options: Unpack[RequestOptions]
@@ -223,10 +219,10 @@ class Configurations(Resource):
         """Retrieve an account's configuration: ``GET /portfolios/configurations/{account_id}``
         (E7). Raises :class:`~upvest_async.NotFoundError` when it has none."""
         account = check_uuid("account_id", account_id)
-        response = await self._client._request(
-            "GET", f"/portfolios/configurations/{account}", **options
+        return await self._call(
+            PortfoliosConfiguration, "GET", f"/portfolios/configurations/{account}",
+            options=options,
         )
-        return decode(response, PortfoliosConfiguration)
 
     async def update(
         self,
@@ -251,11 +247,10 @@ class Configurations(Resource):
         if not body:
             raise ValidationError("allocation_id", "give allocation_id and/or "
                                   "rebalancing_strategy_ids to update")
-        response = await self._client._request(
-            "PATCH", f"/portfolios/configurations/{account}", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosConfiguration, "PATCH", f"/portfolios/configurations/{account}",
+            json_body=body, idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, PortfoliosConfiguration)
 
 
 class Orders(Resource):
@@ -318,19 +313,19 @@ class Orders(Resource):
         }
         if post_tax is not None:
             body["post_tax"] = check_bool("post_tax", post_tax)
-        response = await self._client._request(
-            "POST", "/portfolios/orders", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosOrder, "POST", "/portfolios/orders", json_body=body,
+            idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, PortfoliosOrder)
 
     async def retrieve(
         self, portfolio_order_id: Id, **options: Unpack[RequestOptions]
     ) -> PortfoliosOrder:
         """Retrieve a portfolio order: ``GET /portfolios/orders/{portfolio_order_id}`` (E12)."""
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)
-        response = await self._client._request("GET", f"/portfolios/orders/{order_id}", **options)
-        return decode(response, PortfoliosOrder)
+        return await self._call(
+            PortfoliosOrder, "GET", f"/portfolios/orders/{order_id}", options=options,
+        )
 
     async def cancel(
         self,
@@ -364,12 +359,11 @@ class LiquidationRequests(Resource):
         """Liquidate an account's portfolio: ``POST /portfolios/{account_id}/liquidation_request``
         (E11), scope ``portfolios:admin``. Returns the ``LIQUIDATION`` portfolio order."""
         account = check_uuid("account_id", account_id)
-        response = await self._client._request(
-            "POST", f"/portfolios/{account}/liquidation_request",
-            json_body={"user_id": check_uuid("user_id", user_id)},
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            PortfoliosOrder, "POST", f"/portfolios/{account}/liquidation_request",
+            json_body={"user_id": check_uuid("user_id", user_id)}, idempotency_key=idempotency_key,
+            options=options,
         )
-        return decode(response, PortfoliosOrder)
 
 
 class Executions(Resource):
@@ -397,11 +391,10 @@ class Executions(Resource):
             body = {"accounts": check_uuid_list("accounts", accounts, non_empty=True)}
         else:
             body = {"allocations": check_uuid_list("allocations", allocations, non_empty=True)}
-        response = await self._client._request(
-            "POST", "/portfolios/rebalancings/executions", json_body=body,
-            idempotency_key=idempotency(idempotency_key), **options,
+        return await self._call(
+            TriggeredRebalancing, "POST", "/portfolios/rebalancings/executions", json_body=body,
+            idempotency_key=idempotency_key, options=options,
         )
-        return decode(response, TriggeredRebalancing)
 
     async def retrieve(
         self, execution_id: Id, **options: Unpack[RequestOptions]
@@ -409,10 +402,10 @@ class Executions(Resource):
         """Retrieve a rebalancing execution:
         ``GET /portfolios/rebalancings/executions/{execution_id}`` (E15)."""
         execution = check_uuid("execution_id", execution_id)
-        response = await self._client._request(
-            "GET", f"/portfolios/rebalancings/executions/{execution}", **options
+        return await self._call(
+            RebalancingExecution, "GET", f"/portfolios/rebalancings/executions/{execution}",
+            options=options,
         )
-        return decode(response, RebalancingExecution)
 
 
 class Rebalancings(Resource):
