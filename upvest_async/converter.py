@@ -124,10 +124,13 @@ def _memo_uuid(value: Any) -> uuid.UUID:
 
 def _memo_decimal(value: Any) -> Decimal:
     found = _decimals.get(value) if type(value) is str else None
-    if found is None:
-        found = _structure_decimal(value, None)
-        if len(_decimals) < 4096:  # keeps the frequent early values ("0") without churn
-            _decimals[value] = found
+    return _new_decimal(value) if found is None else found
+
+
+def _new_decimal(value: Any) -> Decimal:
+    found = _structure_decimal(value, None)
+    if type(value) is str and len(_decimals) < 4096:  # keeps frequent early values ("0")
+        _decimals[value] = found
     return found
 
 
@@ -147,14 +150,30 @@ def _fast_instrument(value: Any) -> Instrument:
 
 
 def _structure_position(value: Any, cls: Any) -> Position:
+    # The memo lookups are inlined (this runs once per position). Their keys are only ever
+    # strings taken from valid input, so any other value misses and goes through the checks.
     try:
+        decimals = _decimals
+        account = value["account_id"]
+        raw = value["instrument"]
+        quantity = value["quantity"]
+        available = value["available_for_trading"]
+        locked = value["locked_for_trading"]
+        pending = value["pending_settlement"]
+        q = decimals.get(quantity)
+        if q is None:
+            q = _new_decimal(quantity)
+        a: Decimal | None = q if available == quantity else decimals.get(available)
+        if a is None:  # (the same string as quantity, when nothing is locked or pending: q)
+            a = _new_decimal(available)
+        if (lo := decimals.get(locked)) is None:
+            lo = _new_decimal(locked)
+        if (p := decimals.get(pending)) is None:
+            p = _new_decimal(pending)
         return Position(
-            _memo_uuid(value["account_id"]),
-            _fast_instrument(value["instrument"]),
-            _memo_decimal(value["quantity"]),
-            _memo_decimal(value["available_for_trading"]),
-            _memo_decimal(value["locked_for_trading"]),
-            _memo_decimal(value["pending_settlement"]),
+            _uuids.get(account) or _memo_uuid(account),
+            _instruments.get((raw["uuid"], raw.get("isin"))) or _fast_instrument(raw),
+            q, a, lo, p,
         )
     except Exception:
         position: Position = _generic_position(value, cls)

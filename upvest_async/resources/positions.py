@@ -88,12 +88,13 @@ class Positions(Resource):
         ``(account_id, None)`` when that account is done (also when it has no positions).
 
         ``concurrency``: the most page requests in flight for the whole export, across
-        accounts and pages (the pages of following accounts are fetched while earlier ones are
-        delivered). Memory holds at most about ``2 * concurrency`` pages. ``page_size`` and
-        ``strict`` as for :meth:`list`. Raises :class:`~upvest_async.ValidationError` at once
-        for a bad id or ``concurrency`` (all ids are checked before anything is sent); the
-        errors of :meth:`list` while iterating. Leaving the loop early cancels the requests in
-        flight.
+        accounts and pages. The pages of following accounts are fetched while earlier ones are
+        delivered, those needed first always requested first; at most ``3 * concurrency``
+        pages are in flight or waiting for delivery (see
+        :func:`~upvest_async.pagination.chain_pages`). ``page_size`` and ``strict`` as for
+        :meth:`list`. Raises :class:`~upvest_async.ValidationError` at once for a bad id or
+        ``concurrency`` (all ids are checked before anything is sent); the errors of
+        :meth:`list` while iterating. Leaving the loop early cancels the requests in flight.
         """
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError("concurrency", "must be an integer >= 1")
@@ -116,7 +117,7 @@ class Positions(Resource):
         """Yield ``(account_id, positions)`` for each account, in the order given (E16).
 
         Built on :meth:`export_pages` (same arguments and errors): memory holds the positions
-        of the account being yielded plus about ``2 * concurrency`` pages.
+        of the account being yielded plus at most ``3 * concurrency`` pages.
         """
         pages = self.export_pages(
             account_ids, concurrency=concurrency, page_size=page_size, strict=strict

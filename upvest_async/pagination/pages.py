@@ -1,0 +1,51 @@
+"""Decoding one list response: the ``data`` + ``meta`` envelope (S4, S5) into a typed page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from ..converter import converter, structure
+from ..errors import ResponseValidationError
+from ..models import Meta, Page
+
+__all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
+
+T = TypeVar("T")
+
+def parse_page(body: bytes, item_type: type[T], *, request_id: str | None = None) -> Page[T]:
+    """Decode a list response body into a :class:`Page` of ``item_type``.
+
+    Raises :class:`~upvest_async.errors.ResponseValidationError` when the body is not JSON,
+    lacks ``data``/``meta``, or an item does not match ``item_type`` (naming the first one,
+    ``$[3].quantity``).
+    """
+    meta, data = parse_envelope(body, request_id)
+    return Page(items=structure_items(data, item_type, request_id), meta=meta)
+
+
+def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]]:
+    """The typed ``meta`` and the raw ``data`` items of a list response body."""
+    try:
+        document: Any = json.loads(body)
+    except ValueError:
+        raise ResponseValidationError("body is not JSON", request_id=request_id) from None
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise ResponseValidationError("expected an object with a data array", path="$.data",
+                                      request_id=request_id)
+    return structure(document.get("meta"), Meta, request_id=request_id), document["data"]
+
+
+def structure_items(data: list[Any], item_type: type[T], request_id: str | None) -> list[T]:
+    hook = converter.get_structure_hook(item_type)
+    try:
+        return [hook(item, item_type) for item in data]
+    except Exception:
+        # The whole list again through the usual path, for its error naming the first item.
+        items: list[T] = structure(data, list[item_type], request_id=request_id)  # type: ignore[valid-type]
+        return items
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
