@@ -59,6 +59,7 @@ async def fake_api() -> AsyncIterator[tuple[TestServer, dict[str, Any]]]:
     app = web.Application()
     app.router.add_post("/auth/token", token)
     app.router.add_get("/accounts/{account}/positions", positions)
+    app.router.add_get("/accounts/{account}/positions/{instrument}", positions)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -188,3 +189,5 @@ async def test_bad_response_body_is_a_typed_error(
     async with UpvestClient(**_settings(base)) as client:
         with pytest.raises(ResponseValidationError, match="not JSON"):
             [p async for p in client.positions.list(ID)]
+        with pytest.raises(ResponseValidationError, match="not JSON"):
+            await client.positions.retrieve(ID, "isin:US0378331005")

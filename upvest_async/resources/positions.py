@@ -6,11 +6,12 @@ import builtins
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from typing import Unpack
 
-from ..converter import structure
 from ..errors import ValidationError
 from ..models import Page, Position
 from ..pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator, chain_pages
+from ..transport import RequestOptions
 from ..validation import check_uuid, instrument_path_id
 from ._base import Resource
 
@@ -59,21 +60,25 @@ class Positions(Resource):
         )
 
     async def retrieve(
-        self, account_id: str | uuid.UUID, instrument_id: str | uuid.UUID
+        self,
+        account_id: str | uuid.UUID,
+        instrument_id: str | uuid.UUID,
+        **options: Unpack[RequestOptions],
     ) -> Position:
         """Retrieve one position: ``GET /accounts/{account_id}/positions/{instrument_id}`` (E17).
 
         ``instrument_id``: ``isin:<ISIN>`` or ``uuid:<UUID>`` (seed 002's URN forms, optionally
         ``urn:`` first); a bare ISIN or UUID is prefixed for you. Raises
         :class:`~upvest_async.ValidationError` before sending for malformed ids, and
-        :class:`~upvest_async.NotFoundError` when the account holds no such position.
+        :class:`~upvest_async.NotFoundError` when the account holds no such position, and
+        :class:`~upvest_async.ResponseValidationError` for a body that is not a position.
+        Takes the per-call options of :class:`~upvest_async.RequestOptions`.
         """
         account = check_uuid("account_id", account_id)
         instrument = instrument_path_id(instrument_id)
-        response = await self._client._request(
-            "GET", f"/accounts/{account}/positions/{instrument}"
+        return await self._call(
+            Position, "GET", f"/accounts/{account}/positions/{instrument}", options=options
         )
-        return structure(response.json(), Position, request_id=response.request_id)
 
     def export_pages(
         self,
