@@ -33,9 +33,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..client import UpvestClient
-from .app import JournalEntry, SandboxCounters, SandboxState, create_app
+from .app import create_app
 from .faults import FAULT_KINDS, Faults
 from .portfolios import PortfolioStore
+from .state import JournalEntry, SandboxCounters, SandboxState
 from .tenant import Tenant
 from .verifier import SignatureVerifier
 

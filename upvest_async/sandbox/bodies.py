@@ -1,7 +1,7 @@
 """Request bodies of the sandbox's mutating Portfolios endpoints (E2, E4, E6, E8, E10, E11,
 E14): JSON parsing, field types, uuid formats and the seed's patterns.
 
-Every failure raises a 400 :class:`~.app.Problem` whose ``detail`` starts with the field path,
+Every failure raises a 400 :class:`~.problems.Problem` whose ``detail`` starts with the field path,
 e.g. ``allocation[1].weight: does not match ^(100|[0-9]{1,2}(\\.[0-9]{1,5})?)$``. Rules:
 
 - the body is a JSON object sent as ``content-type: application/json``;
@@ -22,7 +22,7 @@ from typing import Any, Final, NoReturn
 import attrs
 from aiohttp import web
 
-from .app import Problem
+from .problems import Problem
 
 __all__ = [
     "CASH_AMOUNT_PATTERN",

@@ -1,7 +1,7 @@
 """Fault injection for the sandbox: an unreliable network and server, deterministic from a seed.
 
 :class:`Faults` says what may go wrong and how often; :class:`FaultInjector` decides, request by
-request, what does. The sandbox's fault middleware (:mod:`.app`) applies the decision.
+request, what does. The sandbox's fault middleware (:mod:`.middlewares`) applies the decision.
 
 Semantics:
 

@@ -38,8 +38,9 @@ from collections.abc import Callable
 import attrs
 from aiohttp import web
 
-from .app import STATE_KEY, Handler, Problem, SandboxState, problem_for
 from .bodies import canonical_uuid
+from .problems import Problem, problem_for
+from .state import STATE_KEY, Handler, SandboxState
 
 __all__ = [
     "REPLAY_HEADER",
