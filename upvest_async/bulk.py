@@ -18,7 +18,7 @@ from .errors import APIConnectionError, APIStatusError, UpvestError, ValidationE
 from .validation import check_uuid
 
 if TYPE_CHECKING:
-    from .resources.portfolios import Executions
+    from .resources.rebalancings import Executions
 
 __all__ = ["BATCH_NAMESPACE", "RebalanceResult", "batch_idempotency_key", "trigger_many"]
 

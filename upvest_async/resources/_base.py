@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..converter import structure
@@ -14,9 +16,14 @@ from ..validation import check_choice, check_timestamp, check_uuid
 if TYPE_CHECKING:
     from ..client import UpvestClient
 
-__all__ = ["Resource", "decode", "list_filters"]
+__all__ = ["Id", "Resource", "Timestamp", "decode", "idempotency", "list_filters", "optional_uuid"]
 
 T = TypeVar("T")
+
+#: An id argument: a UUID string or :class:`uuid.UUID`.
+Id = str | uuid.UUID
+#: A timestamp filter: RFC 3339 text or a timezone-aware :class:`datetime.datetime`.
+Timestamp = str | datetime
 
 
 class Resource:
@@ -62,6 +69,11 @@ def decode(response: RawResponse, cls: type[T]) -> T:
 def idempotency(key: object) -> str | None:
     """The caller's ``idempotency_key``: ``None`` (one is generated per call) or a UUID."""
     return None if key is None else check_uuid("idempotency_key", key)
+
+
+def optional_uuid(field: str, value: object) -> str | None:
+    """``None`` stays ``None``; anything else must be a UUID (:func:`check_uuid`)."""
+    return None if value is None else check_uuid(field, value)
 
 
 def list_filters(

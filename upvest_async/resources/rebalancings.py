@@ -1,0 +1,98 @@
+"""``client.portfolios.rebalancings``: rebalancing executions (E14, E15, seed 001) and the
+bulk :meth:`Rebalancings.trigger_many`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Unpack
+
+from ..bulk import RebalanceResult, trigger_many
+from ..errors import ValidationError
+from ..models import (
+    RebalancingExecution,
+    TriggeredRebalancing,
+)
+from ..transport import RequestOptions
+from ..validation import (
+    check_uuid,
+    check_uuid_list,
+)
+from ._base import Id, Resource
+
+if TYPE_CHECKING:
+    from ..client import UpvestClient
+
+__all__ = ["Executions", "Rebalancings"]
+
+
+class Executions(Resource):
+    """``client.portfolios.rebalancings.executions`` (E14, E15)."""
+
+    async def create(
+        self,
+        *,
+        accounts: Iterable[Id] | None = None,
+        allocations: Iterable[Id] | None = None,
+        idempotency_key: Id | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> TriggeredRebalancing:
+        """Trigger a rebalancing: ``POST /portfolios/rebalancings/executions`` (E14), scope
+        ``portfolios:admin``.
+
+        Give exactly one of ``accounts`` (account uuids) or ``allocations`` (allocation uuids),
+        non-empty: the seed prints the two shapes without saying whether both may be sent, and
+        its examples send one (Q20), so the SDK treats them as mutually exclusive.
+        Returns the execution id (:class:`TriggeredRebalancing`).
+        """
+        if (accounts is None) == (allocations is None):
+            raise ValidationError("accounts", "give exactly one of accounts or allocations")
+        if accounts is not None:
+            body = {"accounts": check_uuid_list("accounts", accounts, non_empty=True)}
+        else:
+            body = {"allocations": check_uuid_list("allocations", allocations, non_empty=True)}
+        return await self._call(
+            TriggeredRebalancing, "POST", "/portfolios/rebalancings/executions", json_body=body,
+            idempotency_key=idempotency_key, options=options,
+        )
+
+    async def retrieve(
+        self, execution_id: Id, **options: Unpack[RequestOptions]
+    ) -> RebalancingExecution:
+        """Retrieve a rebalancing execution:
+        ``GET /portfolios/rebalancings/executions/{execution_id}`` (E15)."""
+        execution = check_uuid("execution_id", execution_id)
+        return await self._call(
+            RebalancingExecution, "GET", f"/portfolios/rebalancings/executions/{execution}",
+            options=options,
+        )
+
+
+class Rebalancings(Resource):
+    """``client.portfolios.rebalancings``: ``.executions`` and :meth:`trigger_many`."""
+
+    def __init__(self, client: UpvestClient) -> None:
+        super().__init__(client)
+        self.executions = Executions(client)
+
+    async def trigger_many(
+        self,
+        account_ids: Iterable[Id],
+        *,
+        concurrency: int = 16,
+        batch_id: str | None = None,
+        group_size: int = 1,
+        dry_run: bool = False,
+        on_result: Callable[[RebalanceResult], Awaitable[None] | None] | None = None,
+        max_retries: int | None = None,
+    ) -> list[RebalanceResult]:
+        """Trigger a rebalancing execution (E14) for each account (or each group of
+        ``group_size`` accounts) with at most ``concurrency`` in flight; returns one
+        :class:`~upvest_async.bulk.RebalanceResult` per account, in input order, and never
+        raises for a failed trigger. With ``batch_id`` the idempotency keys are derived from
+        it, so re-running the batch creates no second execution. See
+        :func:`upvest_async.bulk.trigger_many`."""
+        return await trigger_many(
+            self.executions, account_ids, concurrency=concurrency, batch_id=batch_id,
+            group_size=group_size, dry_run=dry_run, on_result=on_result,
+            max_retries=max_retries,
+        )
