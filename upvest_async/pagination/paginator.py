@@ -18,7 +18,8 @@ from ..errors import ValidationError
 from ..models import Page
 from ..stats import ClientStats
 from ..transport import RawResponse
-from .engine import _Gate, _Scheduler
+from .engine import _Scheduler
+from .gate import _Gate
 from .limits import DEFAULT_PREFETCH, INCONSISTENCIES_KEPT, MAX_LIMIT, RequestFunction
 from .pages import is_int, parse_page
 

@@ -1,0 +1,316 @@
+"""Reading one list: its prefetch plan, the checks on every page, and the
+re-synchronisation described in :mod:`upvest_async.pagination`."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import (
+    Callable,
+)
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+
+from ..errors import PaginationError
+from ..models import Meta, Page
+from ..transport import RawResponse
+from .gate import _Slot
+from .limits import MAX_LIMIT, MAX_UNSETTLED, logger
+from .pages import parse_envelope, structure_items
+
+if TYPE_CHECKING:
+    from .engine import _Scheduler
+    from .paginator import Paginator
+
+__all__ = ["_Stream"]
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class _Stream(Generic[K, T]):
+    """The state of one iteration over one paginator's list: planned page requests (in
+    order), what was delivered, and the consistency checks."""
+
+    def __init__(
+        self, index: int, key: K, paginator: Paginator[T], scheduler: _Scheduler[K, T]
+    ) -> None:
+        self.index = index
+        self.key = key
+        self.paginator = paginator
+        self.scheduler = scheduler
+        self.page_size = paginator.page_size
+        self.read_limit = MAX_LIMIT  # for re-reads; lowered to the server's maximum page size
+        self.next_offset = paginator.offset  # offset of the next item to deliver
+        self.remaining = paginator.max_items  # items still wanted (None: all)
+        self.total: int | None = None  # the total_count the stream works with
+        self.plan_offset = paginator.offset  # the next offset to request
+        self.plan_end = paginator.offset  # offsets below this are still to be requested
+        self.slots: collections.deque[_Slot] = collections.deque()
+        # The last pages delivered (their item lists), to find the reading position again.
+        self.tail: collections.deque[list[T]] = collections.deque(maxlen=2)
+        self.unsettled = 0
+        self.finished = False
+
+    # Planning and launching (called by the scheduler and by the first page's task).
+
+    def start(self) -> None:
+        """Request the first page."""
+        if self.remaining == 0:
+            self.finished = True
+            return
+        limit = self.page_size if self.remaining is None else min(self.page_size, self.remaining)
+        task = asyncio.ensure_future(self._first_page(self.plan_offset, limit))
+        self.slots.append(_Slot(self.plan_offset, limit, task))
+        self.plan_offset += limit
+
+    def can_launch(self) -> bool:
+        return (
+            not self.finished and self.plan_offset < self.plan_end
+            and len(self.slots) < self.paginator.prefetch
+        )
+
+    def launch(self) -> None:
+        offset = self.plan_offset
+        limit = min(self.page_size, self.plan_end - offset)
+        self.plan_offset += limit
+        task = asyncio.ensure_future(self._fetch(offset, limit, held=True))
+        self.slots.append(_Slot(offset, limit, task))
+
+    async def _fetch(self, offset: int, limit: int, *, held: bool) -> RawResponse:
+        """Fetch a page when the gate gives this request its turn; ``held``: the page waits
+        for delivery in the gate's window."""
+        gate = self.scheduler.gate
+        await gate.acquire((self.index, offset))
+        try:
+            response = await self.paginator._fetch(offset, limit)
+        except BaseException:
+            gate.finished(held=False)
+            raise
+        gate.finished(held=held)
+        return response
+
+    def _plan_from(self, offset: int) -> None:
+        """Plan requests from ``offset`` up to the end of the list or of ``max_items``."""
+        assert self.total is not None
+        end = self.total if self.remaining is None else min(
+            self.total, self.next_offset + self.remaining
+        )
+        self.plan_offset = offset
+        self.plan_end = max(offset, end)
+
+    async def _first_page(self, offset: int, limit: int) -> tuple[Page[T], str | None]:
+        response = await self._fetch(offset, limit, held=False)
+        request_id = response.request_id
+        meta, data = parse_envelope(response.body, request_id)
+        self._check_response(meta, len(data), offset, limit, request_id)
+        self.total = meta.total_count
+        if 0 < meta.limit < limit:  # the server serves fewer than asked: its maximum
+            self.page_size = self.read_limit = meta.limit
+        if data:
+            self._plan_from(offset + len(data))
+        self.scheduler.refill()
+        # Let the requests just planned go out before the (slower) typed decoding.
+        await asyncio.sleep(0)
+        page = Page(items=structure_items(data, self.paginator.item_type, request_id), meta=meta)
+        self.scheduler.gate.held += 1  # only now: a page that failed to decode holds nothing
+        return page, request_id
+
+    async def _drop_plan(self) -> None:
+        """Cancel the pages requested ahead and forget the plan."""
+        slots = list(self.slots)
+        self.slots.clear()
+        self.scheduler.cancel(slots)
+        if slots:
+            await asyncio.gather(*(slot.task for slot in slots), return_exceptions=True)
+        self.plan_end = self.plan_offset
+
+    # Delivery (called by the consumer, in order).
+
+    async def next(self) -> Page[T] | None:
+        """The next non-empty page in order, ``None`` when the list is exhausted."""
+        while True:
+            if not self.slots:
+                if self.finished or self.total is None or self.plan_offset >= self.plan_end:
+                    self.finished = True
+                    return None
+                self.launch()
+            slot = self.slots[0]
+            result = await slot.task
+            self.slots.popleft()
+            self.scheduler.gate.delivered()
+            self.scheduler.refill()
+            # Let the requests this turn allows go out before decoding.
+            await asyncio.sleep(0)
+            if isinstance(result, tuple):  # the first page, decoded and checked by its task
+                page, request_id = result
+            else:
+                page = self.paginator._decode(result)
+                request_id = result.request_id
+                self._check_response(page.meta, len(page.items), slot.offset, slot.limit,
+                                     request_id)
+            delivered = await self._accept(slot, page, request_id)
+            if delivered is not None:
+                return delivered
+
+    def _check_response(
+        self, meta: Meta, count: int, offset: int, limit: int, request_id: str | None
+    ) -> None:
+        if meta.offset != offset:
+            problem = f"meta.offset is {meta.offset} in the answer to a request at offset {offset}"
+        elif meta.count != count:
+            problem = f"meta.count is {meta.count} but data has {count} items"
+        elif count > limit:
+            problem = f"{count} items in a page of limit {limit}"
+        elif count and offset + count > meta.total_count:
+            problem = f"items up to offset {offset + count} exceed total_count {meta.total_count}"
+        else:
+            return
+        raise self._error(f"malformed page: {problem}", meta.total_count, request_id)
+
+    def _error(self, reason: str, received: int | None, request_id: str | None) -> PaginationError:
+        return PaginationError(
+            reason, path=self.paginator.path, offset=self.next_offset, total_count=self.total,
+            received_total_count=received, request_id=request_id,
+        )
+
+    def _note(self, message: str) -> None:
+        line = f"paging {self.paginator.path}: {message}"
+        self.paginator.inconsistencies.append(line)
+        logger.warning("%s", line)
+
+    async def _accept(
+        self, slot: _Slot, page: Page[T], request_id: str | None
+    ) -> Page[T] | None:
+        """Check ``page`` against the plan; deliver it, re-read, re-synchronise or stop."""
+        assert self.total is not None
+        meta, count = page.meta, len(page.items)
+        server_cap = meta.limit if 0 < meta.limit < slot.limit else None
+        expected = min(server_cap or slot.limit, max(0, self.total - slot.offset))
+        if meta.total_count == self.total and count == expected:
+            if count == 0:
+                self.finished = True
+                return None
+            return self._deliver(page.items, meta, slot.offset)
+        if meta.total_count != self.total:
+            reason = f"total_count changed from {self.total} to {meta.total_count}"
+        else:
+            reason = f"{count} items at offset {slot.offset} where {expected} were expected"
+        if self.paginator.strict:
+            raise self._error(f"the list changed while it was read ({reason})",
+                              meta.total_count, request_id)
+        self.unsettled += 1
+        if self.unsettled > MAX_UNSETTLED:
+            raise self._error(
+                f"the list did not settle ({reason}; {MAX_UNSETTLED} inconsistent pages in a "
+                "row)", meta.total_count, request_id,
+            )
+        if server_cap is not None and server_cap < self.page_size:
+            self.page_size = self.read_limit = server_cap
+        if meta.total_count != self.total and self.tail:
+            return await self._resync(slot.offset, meta.total_count, reason)
+        # The first page planned the following ones from offset + count already.
+        first_page = not self.tail and slot.offset == self.paginator.offset
+        if not first_page or count == 0:
+            await self._drop_plan()
+        self.total = meta.total_count
+        if count == 0:
+            self._note(f"{reason}: stopping at offset {slot.offset}")
+            self.finished = True
+            return None
+        self._note(f"{reason}: re-reading from offset {slot.offset + count}")
+        delivered = self._deliver(page.items, meta, slot.offset)
+        if not first_page:
+            self._plan_from(slot.offset + count)
+            self.scheduler.refill()
+        return delivered
+
+    async def _resync(self, offset: int, received_total: int, reason: str) -> Page[T] | None:
+        """Find the reading position in the changed list and continue right after it: after
+        the newest recently delivered item still there, skipping items already delivered."""
+        assert self.total is not None
+        await self._drop_plan()
+        shrink = max(0, self.total - received_total)
+        start = max(0, offset - 1 - shrink - self.read_limit // 10)
+        response = await self._fetch(start, self.read_limit, held=False)
+        page = self.paginator._decode(response)
+        self._check_response(page.meta, len(page.items), start, self.read_limit,
+                             response.request_id)
+        items = page.items
+        self.total = page.meta.total_count
+        found, newest, delivered_before = self._locate(items)
+        if found is not None:
+            first = found + 1
+            which = "the last item delivered" if newest else (
+                "an item delivered shortly before the last one (which is gone)"
+            )
+            self._note(
+                f"{reason}: re-synchronised on {which}, now at offset {start + found}: no item "
+                "skipped or repeated"
+            )
+        else:
+            first = min(max(0, offset - start), len(items))
+            end = start + len(items) - 1
+            self._note(
+                f"{reason}: no item delivered lately is within offsets {start}..{end}: "
+                f"continuing at offset {start + first}; items near it may be skipped or repeated"
+            )
+        fresh = [item for item in items[first:] if not delivered_before(item)]
+        delivered = self._deliver(fresh, page.meta, start + first, end=start + len(items))
+        if delivered is None:
+            self.next_offset = self.paginator.next_offset = start + first
+        self._plan_from(start + len(items))
+        self.scheduler.refill()
+        return delivered
+
+    def _locate(self, items: list[T]) -> tuple[int | None, bool, Callable[[T], bool]]:
+        """Where the newest recently delivered item is in ``items`` (``None``: nowhere),
+        whether it is the very last one delivered, and a test for "delivered lately"."""
+        recent = [item for chunk in self.tail for item in chunk]
+        key = self.paginator.key
+        positions: dict[Any, int]
+        try:
+            if key is None:
+                positions = {item: index for index, item in enumerate(items)}
+                seen: set[Any] = set(recent)
+                delivered_before: Callable[[T], bool] = seen.__contains__
+            else:
+                positions = {key(item): index for index, item in enumerate(items)}
+                seen = {key(item) for item in recent}
+
+                def delivered_before(item: T) -> bool:
+                    return key(item) in seen
+        except TypeError:  # unhashable items and no key: look for the last item only
+            last = recent[-1]
+            for index, item in enumerate(items):
+                if item == last:
+                    return index, True, lambda _: False
+            return None, False, lambda _: False
+        for back, item in enumerate(reversed(recent)):
+            found = positions.get(item if key is None else key(item))
+            if found is not None:
+                return found, back == 0, delivered_before
+        return None, False, delivered_before
+
+    def _deliver(
+        self, items: list[T], meta: Meta, offset: int, *, end: int | None = None
+    ) -> Page[T] | None:
+        """Hand out ``items`` (from ``offset``; the reading position moves to ``end``,
+        default right after them), trimmed to ``max_items``."""
+        if self.remaining is not None:
+            if len(items) > self.remaining:
+                items = items[:self.remaining]
+                end = None
+            self.remaining -= len(items)
+            if self.remaining == 0:
+                self.plan_end = self.plan_offset
+        if not items:
+            return None
+        self.next_offset = offset + len(items) if end is None else end
+        self.paginator.next_offset = self.next_offset
+        self.tail.append(items)
+        self.unsettled = 0
+        if meta.offset != offset or meta.count != len(items):
+            meta = attrs.evolve(meta, offset=offset, count=len(items))
+        return Page(items=items, meta=meta)
