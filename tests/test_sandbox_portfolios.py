@@ -30,9 +30,9 @@ from upvest_async.errors import (
     UnprocessableEntityError,
 )
 from upvest_async.sandbox import Sandbox, SandboxCounters, Tenant
-from upvest_async.sandbox.problems import Problem
 from upvest_async.sandbox.idempotency import Claim, IdempotencyStore, StoredResponse
 from upvest_async.sandbox.portfolios import PortfolioStore
+from upvest_async.sandbox.problems import Problem
 from upvest_async.signing import sign_request
 from upvest_async.transport import RawResponse
 

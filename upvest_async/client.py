@@ -20,11 +20,11 @@ from .keys import PrivateKeyInput, load_signing_key
 from .middlewares import SigningMiddleware, TokenMiddleware
 from .pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator
 from .resources import Portfolios, Positions
-from .responses import APIResponse, capture_responses, stop_capture
+from .responses import APIResponse, RawResponse, capture_responses, stop_capture
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .tokens import TokenManager
-from .transport import Limits, RawResponse, RequestOptions, Transport
+from .transport import Limits, RequestOptions, Transport
 
 __all__ = ["UpvestClient"]
 

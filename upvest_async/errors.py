@@ -125,6 +125,7 @@ class APIStatusError(UpvestError):
         body: bytes,
         headers: Mapping[str, str],
         attempts: int = 1,
+        problem: Mapping[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.method = method
@@ -132,13 +133,8 @@ class APIStatusError(UpvestError):
         self.body = body
         self.headers = dict(headers)
         self.attempts = attempts
-        problem: dict[str, Any] = {}
-        try:
-            parsed = json.loads(body) if body else {}
-            if isinstance(parsed, dict):
-                problem = parsed
-        except ValueError:
-            pass
+        if problem is None:
+            problem = parse_problem(body)
 
         def text(key: str) -> str | None:
             value = problem.get(key)
@@ -220,29 +216,43 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-#: Problem ``type`` values that select a more specific class (matched on the last path
-#: segment, so ``https://.../idempotency_key_reused`` works as well as the bare slug).
+#: Problem ``type`` values that select a more specific class than the status alone.
 _BY_PROBLEM_TYPE: dict[tuple[int, str], type[APIStatusError]] = {
     (409, "idempotency_key_in_progress"): IdempotencyKeyInProgressError,
     (422, "idempotency_key_reused"): IdempotencyKeyReusedError,
 }
 
 
-def status_error_class(status: int, body: bytes = b"") -> type[APIStatusError]:
-    """Return the :class:`APIStatusError` subclass for an HTTP status (and problem type)."""
-    if status >= 500:
-        return InternalServerError
-    if status in (409, 422) and b"idempotency_key" in body:
-        try:
-            problem_type = json.loads(body).get("type", "")
-        except (ValueError, AttributeError):
-            problem_type = ""
-        if isinstance(problem_type, str):
-            slug = problem_type.rstrip("/").rsplit("/", 1)[-1]
-            found = _BY_PROBLEM_TYPE.get((status, slug))
-            if found is not None:
-                return found
-    return _BY_STATUS.get(status, APIStatusError)
+def parse_problem(body: bytes) -> dict[str, Any]:
+    """The problem-details object of an error body (RFC 9457); ``{}`` when it is not one."""
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def status_error(
+    *,
+    status: int,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    attempts: int = 1,
+) -> APIStatusError:
+    """The :class:`APIStatusError` for a non-2xx answer: the subclass of its status, or of its
+    problem ``type`` (matched on the last path segment, so a URL works as well as a bare slug).
+    The body is parsed once."""
+    problem = parse_problem(body)
+    cls: type[APIStatusError] = InternalServerError if status >= 500 else _BY_STATUS.get(
+        status, APIStatusError)
+    problem_type = problem.get("type")
+    if isinstance(problem_type, str):
+        slug = problem_type.rstrip("/").rsplit("/", 1)[-1]
+        cls = _BY_PROBLEM_TYPE.get((status, slug), cls)
+    return cls(status=status, method=method, path=path, body=body, headers=headers,
+               attempts=attempts, problem=problem)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

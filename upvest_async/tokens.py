@@ -16,7 +16,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from .errors import ResponseValidationError, status_error_class
+from .errors import ResponseValidationError, status_error
 from .scopes import TOKEN_PATH, satisfies
 from .stats import ClientStats
 
@@ -146,7 +146,7 @@ class TokenManager:
             body = await response.read()
             headers = {name.lower(): value for name, value in response.headers.items()}
             if response.status != 200:
-                raise status_error_class(response.status)(
+                raise status_error(
                     status=response.status, method="POST", path=TOKEN_PATH, body=body,
                     headers=headers,
                 )

@@ -28,7 +28,7 @@ from .errors import (
     APITimeoutError,
     ResponseTooLargeError,
     ValidationError,
-    status_error_class,
+    status_error,
 )
 from .responses import RawResponse, record_response
 from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
@@ -263,7 +263,7 @@ class Transport:
             response_headers.get("upvest-request-id"),
         )
         if status >= 400:
-            raise status_error_class(status, content)(
+            raise status_error(
                 status=status, method=method, path=path, body=content,
                 headers=response_headers, attempts=attempt_number,
             )

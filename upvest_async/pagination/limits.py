@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..transport import RawResponse
+from ..responses import RawResponse
 
 __all__ = ["DEFAULT_PREFETCH", "INCONSISTENCIES_KEPT", "MAX_LIMIT", "MAX_UNSETTLED",
            "RequestFunction", "logger"]

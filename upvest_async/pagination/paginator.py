@@ -16,8 +16,8 @@ from typing import Generic, TypeVar
 
 from ..errors import ValidationError
 from ..models import Page
+from ..responses import RawResponse
 from ..stats import ClientStats
-from ..transport import RawResponse
 from .engine import _Scheduler
 from .gate import _Gate
 from .limits import DEFAULT_PREFETCH, INCONSISTENCIES_KEPT, MAX_LIMIT, RequestFunction

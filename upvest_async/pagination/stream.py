@@ -14,7 +14,7 @@ import attrs
 
 from ..errors import PaginationError
 from ..models import Meta, Page
-from ..transport import RawResponse
+from ..responses import RawResponse
 from .gate import _Slot
 from .limits import MAX_LIMIT, MAX_UNSETTLED, logger
 from .pages import parse_envelope, structure_items

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..converter import structure
 from ..errors import ResponseValidationError
-from ..transport import RawResponse, RequestOptions
+from ..responses import RawResponse
+from ..transport import RequestOptions
 from ..validation import check_choice, check_timestamp, check_uuid
 
 if TYPE_CHECKING:
