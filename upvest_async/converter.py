@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -122,11 +121,6 @@ def _memo_uuid(value: Any) -> uuid.UUID:
     return found
 
 
-def _memo_decimal(value: Any) -> Decimal:
-    found = _decimals.get(value) if type(value) is str else None
-    return _new_decimal(value) if found is None else found
-
-
 def _new_decimal(value: Any) -> Decimal:
     found = _structure_decimal(value, None)
     if type(value) is str and len(_decimals) < 4096:  # keeps frequent early values ("0")
@@ -203,8 +197,3 @@ def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
 def unstructure(value: Any) -> Any:
     """Convert a model back to JSON-shaped data with the API's field names and decimal strings."""
     return converter.unstructure(value)
-
-
-def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``data`` without the keys whose value is ``None`` (never send unset fields)."""
-    return {key: value for key, value in data.items() if value is not None}

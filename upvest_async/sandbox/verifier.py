@@ -9,7 +9,6 @@ against the body bytes, verifies ECDSA P-521/SHA-512 with the key named by ``key
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
@@ -228,8 +227,3 @@ class SignatureVerifier:
             lines.append(f'"{name}": {value}')
         lines.append(f'"@signature-params": {params}')
         return "\n".join(lines).encode("utf-8")
-
-
-def decode_sf_binary(value: str) -> bytes:
-    """Decode an sf-binary ``:base64:`` value (helper for tests)."""
-    return base64.b64decode(value.strip(":"))
