@@ -4,7 +4,6 @@ test's own event loop, so the test can look inside the sandbox afterwards."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import signal
@@ -23,10 +22,7 @@ CLI = [sys.executable, "-m", "upvest_async"]
 
 def env_for(sandbox: Sandbox) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPVEST_API_")}
-    variables = sandbox.env()
-    pem = variables.pop("UPVEST_API_HTTP_SIGN_PRIVATE_KEY")
-    variables["UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64"] = base64.b64encode(pem.encode()).decode()
-    return {**env, **variables}
+    return {**env, **sandbox.env(key_base64=True)}
 
 
 async def run(sandbox: Sandbox, *args: str) -> tuple[int, str, str]:

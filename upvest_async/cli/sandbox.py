@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import click
 
@@ -18,9 +17,7 @@ __all__ = ["sandbox_command"]
 
 
 def _env_file_text(sandbox: Sandbox) -> str:
-    env: dict[str, Any] = sandbox.env()
-    pem = env.pop("UPVEST_API_HTTP_SIGN_PRIVATE_KEY")
-    env["UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64"] = base64.b64encode(pem.encode()).decode()
+    env = sandbox.env(key_base64=True)
     return "".join(f"export {name}={value}\n" for name, value in env.items())
 
 

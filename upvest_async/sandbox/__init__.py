@@ -22,6 +22,7 @@ what was injected and whether anything was created twice.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from types import TracebackType
@@ -188,14 +189,21 @@ class Sandbox:
         """A client configured for this sandbox; ``overrides`` are constructor keywords."""
         return UpvestClient(**{**self.client_settings(), **overrides})
 
-    def env(self) -> dict[str, str]:
-        """The ``UPVEST_API_*`` variables that point a client at this sandbox."""
+    def env(self, *, key_base64: bool = False) -> dict[str, str]:
+        """The ``UPVEST_API_*`` variables that point a client at this sandbox. The key is PEM
+        text in ``UPVEST_API_HTTP_SIGN_PRIVATE_KEY``, or with ``key_base64`` base64 of the PEM
+        in ``UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64`` (one line, safe in shell env files)."""
         settings = self.client_settings()
+        pem: str = settings["private_key"]
+        key = (
+            {"UPVEST_API_HTTP_SIGN_PRIVATE_KEY_BASE64": base64.b64encode(pem.encode()).decode()}
+            if key_base64 else {"UPVEST_API_HTTP_SIGN_PRIVATE_KEY": pem}
+        )
         return {
             "UPVEST_API_BASE_URL": settings["base_url"],
             "UPVEST_API_CLIENT_ID": settings["client_id"],
             "UPVEST_API_CLIENT_SECRET": settings["client_secret"],
             "UPVEST_API_KEY_ID": settings["key_id"],
-            "UPVEST_API_HTTP_SIGN_PRIVATE_KEY": settings["private_key"],
+            **key,
             "UPVEST_API_HTTP_SIGN_PRIVATE_KEY_PASSPHRASE": settings["private_key_passphrase"],
         }
