@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from ..bulk import RebalanceResult, batch_idempotency_key
 from ..errors import ConfigurationError, UpvestError
+from ..jobs.batch import RebalanceResult, batch_idempotency_key
 from ..jobs.export import list_account_ids
 from ..jobs.rebalance import RebalanceSummary, run_rebalance
 from .common import (

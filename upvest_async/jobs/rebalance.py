@@ -11,8 +11,8 @@ from pathlib import Path
 
 import attrs
 
-from ..bulk import RebalanceResult
 from ..client import UpvestClient
+from .batch import RebalanceResult
 from .files import atomic_text
 
 __all__ = ["RebalanceSummary", "run_rebalance"]

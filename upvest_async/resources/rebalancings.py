@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Unpack
 
-from ..bulk import RebalanceResult, trigger_many
 from ..errors import ValidationError
+from ..jobs.batch import RebalanceResult, trigger_many
 from ..models import (
     RebalancingExecution,
     TriggeredRebalancing,
@@ -87,10 +87,10 @@ class Rebalancings(Resource):
     ) -> list[RebalanceResult]:
         """Trigger a rebalancing execution (E14) for each account (or each group of
         ``group_size`` accounts) with at most ``concurrency`` in flight; returns one
-        :class:`~upvest_async.bulk.RebalanceResult` per account, in input order, and never
+        :class:`~upvest_async.jobs.batch.RebalanceResult` per account, in input order, and never
         raises for a failed trigger. With ``batch_id`` the idempotency keys are derived from
         it, so re-running the batch creates no second execution. See
-        :func:`upvest_async.bulk.trigger_many`."""
+        :func:`upvest_async.jobs.batch.trigger_many`."""
         return await trigger_many(
             self.executions, account_ids, concurrency=concurrency, batch_id=batch_id,
             group_size=group_size, dry_run=dry_run, on_result=on_result,

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from .errors import APIConnectionError, APIStatusError, UpvestError, ValidationError
-from .validation import check_uuid
+from ..errors import APIConnectionError, APIStatusError, UpvestError, ValidationError
+from ..validation import check_uuid
 
 if TYPE_CHECKING:
-    from .resources.rebalancings import Executions
+    from ..resources.rebalancings import Executions
 
 __all__ = ["BATCH_NAMESPACE", "RebalanceResult", "batch_idempotency_key", "trigger_many"]
 
