@@ -1,7 +1,8 @@
 """upvest-async: asyncio SDK for the Upvest Investment API (Portfolios and Positions).
 
-Public surface: :class:`UpvestClient`, the models, the error hierarchy, and the embedded
-sandbox in :mod:`upvest_async.sandbox`.
+Public surface: :class:`UpvestClient`, the models, the error hierarchy, webhook verification
+and receiving (:mod:`upvest_async.webhooks`), and the embedded sandbox in
+:mod:`upvest_async.sandbox`.
 """
 
 from .client import UpvestClient
@@ -55,6 +56,20 @@ from .responses import APIResponse, RawResponse
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .transport import RequestOptions
+from .webhooks import (
+    EventStore,
+    MemoryEventStore,
+    RebalancingExecutionOrder,
+    RebalancingExecutionOrderStatus,
+    WebhookEvent,
+    WebhookEventType,
+    WebhookKeys,
+    WebhookPayloadError,
+    WebhookReceiver,
+    WebhookVerificationError,
+    WebhookVerifier,
+    webhook_app,
+)
 
 __version__ = "0.1.0"
 
@@ -71,11 +86,13 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Currency",
+    "EventStore",
     "IdempotencyKeyInProgressError",
     "IdempotencyKeyReusedError",
     "Instrument",
     "InstrumentIdType",
     "InternalServerError",
+    "MemoryEventStore",
     "Meta",
     "NotAcceptableError",
     "NotFoundError",
@@ -96,6 +113,8 @@ __all__ = [
     "RateLimitError",
     "RawResponse",
     "RebalancingExecution",
+    "RebalancingExecutionOrder",
+    "RebalancingExecutionOrderStatus",
     "RequestOptions",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -108,5 +127,13 @@ __all__ = [
     "UpvestClient",
     "UpvestError",
     "ValidationError",
+    "WebhookEvent",
+    "WebhookEventType",
+    "WebhookKeys",
+    "WebhookPayloadError",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "WebhookVerifier",
     "__version__",
+    "webhook_app",
 ]

@@ -25,6 +25,7 @@ from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .tokens import TokenManager
 from .transport import Limits, RequestOptions, Transport
+from .webhooks.resource import Webhooks
 
 __all__ = ["UpvestClient"]
 
@@ -53,8 +54,8 @@ class UpvestClient:
     """Async client of the Upvest Investment API (Portfolios and Positions).
 
     Use it as ``async with UpvestClient(...) as client:``; the session is opened on entry (or on
-    the first call) and closed on exit. Resource namespaces: ``client.positions`` and
-    ``client.portfolios`` (``.configurations``).
+    the first call) and closed on exit. Resource namespaces: ``client.positions``,
+    ``client.portfolios`` (``.configurations``) and ``client.webhooks``.
 
     Arguments: ``client_id`` (tenant client uuid, sent as ``upvest-client-id``),
     ``client_secret``, ``key_id`` (issued by Upvest for the registered public key),
@@ -159,6 +160,8 @@ class UpvestClient:
         self._closed = False
         self.positions = Positions(self)
         self.portfolios = Portfolios(self)
+        #: Webhook verification keys and verified events (:mod:`upvest_async.webhooks`).
+        self.webhooks = Webhooks(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:

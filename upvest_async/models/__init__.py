@@ -17,6 +17,12 @@ from .portfolios import (
     TriggeredRebalancing,
 )
 from .positions import Instrument, Position
+from .webhooks import (
+    RebalancingExecutionOrder,
+    RebalancingExecutionOrderStatus,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "AllocationItem",
@@ -37,6 +43,10 @@ __all__ = [
     "Position",
     "Problem",
     "RebalancingExecution",
+    "RebalancingExecutionOrder",
+    "RebalancingExecutionOrderStatus",
     "SortOrder",
     "TriggeredRebalancing",
+    "WebhookEvent",
+    "WebhookEventType",
 ]

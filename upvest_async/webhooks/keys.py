@@ -86,6 +86,10 @@ def parse_jwks(document: Any) -> dict[str, ec.EllipticCurvePublicKey]:
     return keys
 
 
+def _copy(keys: Mapping[str, ec.EllipticCurvePublicKey]) -> dict[str, ec.EllipticCurvePublicKey]:
+    return dict(keys)
+
+
 @attrs.frozen
 class WebhookKeys:
     """A fixed set of verification keys: ``kid`` -> EC P-521 public key.
@@ -95,7 +99,7 @@ class WebhookKeys:
     ``WebhookVerifier(WebhookKeys.from_jwks(jwks))`` verifies offline.
     """
 
-    keys: Mapping[str, ec.EllipticCurvePublicKey] = attrs.field(converter=dict)
+    keys: Mapping[str, ec.EllipticCurvePublicKey] = attrs.field(converter=_copy)
 
     @classmethod
     def from_jwks(cls, document: Mapping[str, Any] | str | bytes) -> WebhookKeys:

@@ -65,7 +65,7 @@ class VerifiedSignature:
 
 
 def _clean(value: str) -> bool:
-    return not any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value)
+    return not any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value)
 
 
 def _headers(headers: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:

@@ -1,0 +1,70 @@
+"""Receiving Upvest's webhooks: v6 signature verification, typed events, and a receiver.
+
+- :class:`WebhookVerifier` checks a request's signature (Upvest's "v6" HTTP message
+  signatures: ECDSA P-521/SHA-512 over an unquoted signature base, ``digest: SHA-256=``) with
+  keys from a JWKS (:class:`WebhookKeys`, offline) or fetched by ``client.webhooks``
+  (:class:`KeyCache`: cached, refreshed on an unknown key id, rate-limited), refuses replays
+  (:class:`ReplayCache`), and parses ``{"payload": [...]}`` into :class:`WebhookEvent`.
+- :func:`webhook_app` / :class:`WebhookReceiver`: an ``aiohttp.web`` receiver that verifies,
+  drops events already handled (:class:`EventStore`, :class:`MemoryEventStore`), awaits your
+  ``on_event`` once per new event in order, and answers 200 only when all were handled.
+- Errors: :class:`WebhookVerificationError` (``.reason``, see :data:`REASONS`) and
+  :class:`WebhookPayloadError`.
+
+Source: WEBHOOKS.md (project reference), docs.upvest.co "Implementing a webhook handler" and
+"Implementing HTTP Message Signatures v6", ``upvestco/httpsignature-proxy`` v1.3.8.
+"""
+
+from ..models.webhooks import (
+    RebalancingExecutionOrder,
+    RebalancingExecutionOrderStatus,
+    WebhookEvent,
+    WebhookEventType,
+)
+from .app import DEFAULT_WEBHOOK_PATH, RECEIVER_KEY, ReceiverStats, WebhookReceiver, webhook_app
+from .base import digest_value, signature_base
+from .errors import REASONS, TRANSIENT_REASONS, WebhookPayloadError, WebhookVerificationError
+from .events import dumps_json, parse_batch
+from .keys import KeyProvider, WebhookKeys, parse_jwks
+from .remote import KeyCache
+from .replay import ReplayCache
+from .store import EventStore, MemoryEventStore
+from .verifier import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_SKEW,
+    DEFAULT_MAX_VALIDITY,
+    VerifiedSignature,
+    WebhookVerifier,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_SKEW",
+    "DEFAULT_MAX_VALIDITY",
+    "DEFAULT_WEBHOOK_PATH",
+    "REASONS",
+    "RECEIVER_KEY",
+    "TRANSIENT_REASONS",
+    "EventStore",
+    "KeyCache",
+    "KeyProvider",
+    "MemoryEventStore",
+    "RebalancingExecutionOrder",
+    "RebalancingExecutionOrderStatus",
+    "ReceiverStats",
+    "ReplayCache",
+    "VerifiedSignature",
+    "WebhookEvent",
+    "WebhookEventType",
+    "WebhookKeys",
+    "WebhookPayloadError",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "WebhookVerifier",
+    "digest_value",
+    "dumps_json",
+    "parse_batch",
+    "parse_jwks",
+    "signature_base",
+    "webhook_app",
+]
