@@ -25,3 +25,4 @@ def main() -> None:
 main.add_command(export_positions_command)
 main.add_command(rebalance_command)
 main.add_command(sandbox_command)
+main.add_command(__import__("upvest_async.cli.webhooks", fromlist=[""]).webhooks_group)

@@ -1,0 +1,145 @@
+"""``upvest-async webhooks listen``: a local webhook receiver that prints and records events.
+
+Like ``stripe listen``: it runs the receiver of :mod:`upvest_async.webhooks` on 127.0.0.1,
+verifies every request with the keys of the configured API (``UPVEST_API_*``, through
+``client.webhooks.verify_keys()``) or, without credentials, of an embedded sandbox, prints each
+verified event's type and id as it arrives, and appends it to ``--out`` as one JSON line (the
+event as received). Events already in ``--out`` are not written again after a restart; a last
+line cut short by a crash is removed first (it was never acknowledged, so Upvest redelivers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from aiohttp import web
+
+from ..client import UpvestClient
+from ..config import has_credentials
+from ..errors import UpvestError
+from ..models.webhooks import WebhookEvent
+from ..sandbox import Sandbox
+from ..webhooks import DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH, MemoryEventStore
+from ..webhooks.app import WebhookReceiver
+from ..webhooks.events import dumps_json
+from .common import EXIT_USAGE, stderr
+
+__all__ = ["webhooks_group"]
+
+
+def _recover(out: Path, store: MemoryEventStore) -> list[str]:
+    """Ids of the events already in ``out``; a partial last line is cut off first."""
+    if not out.exists():
+        return []
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with out.open("r+b") as stream:
+            stream.truncate(keep)
+        data = data[:keep]
+    ids = []
+    for line in data.splitlines():
+        try:
+            event_id = json.loads(line).get("id")
+        except (ValueError, AttributeError):
+            raise click.ClickException(f"{out} holds a line that is not a JSON event") from None
+        if isinstance(event_id, str):
+            ids.append(event_id)
+    return ids
+
+
+@contextlib.asynccontextmanager
+async def _client(listen_url: str) -> AsyncIterator[UpvestClient]:
+    if has_credentials():
+        async with UpvestClient.from_env() as client:
+            stderr.print(f"Verifying with the keys of {client.base_url} (UPVEST_API_* variables)")
+            yield client
+        return
+    options: dict[str, Any] = {}
+    if "webhook_urls" in inspect.signature(Sandbox).parameters:
+        options["webhook_urls"] = [listen_url]  # a sandbox that delivers webhooks sends here
+    async with Sandbox(**options) as sandbox, sandbox.client() as client:
+        stderr.print(f"No UPVEST_API_* credentials set: verifying with the keys of the embedded "
+                     f"sandbox at {sandbox.base_url}")
+        yield client
+
+
+async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int) -> None:
+    store = MemoryEventStore()
+    if out is not None:
+        for event_id in _recover(out, store):
+            await store.add(event_id)
+    stream: IO[str] | None = None
+
+    async def on_event(event: WebhookEvent) -> None:
+        if stream is not None:
+            stream.write(dumps_json(event.raw) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        click.echo(f"{event.created_at.isoformat()}  --> {event.type.value} [{event.id}]")
+        sys.stdout.flush()
+
+    runner: web.AppRunner | None = None
+    try:
+        if out is not None:
+            stream = out.open("a", encoding="utf-8", newline="")
+        site_port = port
+        async with _client(f"http://127.0.0.1:{port}{path}") as client:
+            try:
+                keys = await client.webhooks.verify_keys()
+            except UpvestError as exc:
+                raise click.ClickException(f"cannot fetch the verification keys: {exc}") from None
+            receiver = WebhookReceiver(
+                on_event, client.webhooks.verifier, store=store, max_body_bytes=max_body_bytes
+            )
+            app = web.Application(client_max_size=max_body_bytes + 1)
+            app.router.add_post(path, receiver.handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", site_port)
+            await site.start()
+            bound = runner.addresses[0][1]
+            stderr.print(f"Ready: listening on http://127.0.0.1:{bound}{path} "
+                         f"({len(keys)} key(s): {', '.join(keys.key_ids)}); Ctrl-C stops")
+            await asyncio.Event().wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if stream is not None:
+            stream.close()
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Receive Upvest webhooks locally."""
+
+
+@webhooks_group.command("listen")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--path", default=DEFAULT_WEBHOOK_PATH, show_default=True,
+              help="The URL path webhooks are posted to.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append each verified event to this file as one JSON line.")
+@click.option("--max-body-bytes", type=click.IntRange(1024), default=DEFAULT_MAX_BODY_BYTES,
+              show_default=True, help="Larger requests are answered 413.")
+def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int) -> None:
+    """Run a webhook receiver on 127.0.0.1: verify each request (v6 signatures, keys from
+    GET /auth/verify_keys), print each new event's type and id, and record it in --out.
+
+    Answers 200 once every event of a request is recorded, so a failure makes Upvest retry.
+    """
+    if not path.startswith("/"):
+        stderr.print("--path must start with /")
+        sys.exit(EXIT_USAGE)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_listen(port, path, out, max_body_bytes))
