@@ -1,8 +1,8 @@
 """``KeyCache``: verification keys fetched from the API, cached, refreshed on rotation.
 
 One fetch at a time (single-flight: concurrent callers share it). A signature naming an unknown
-``keyid`` triggers a refresh only when the last fetch attempt is at least
-``min_refresh_interval`` seconds old, so requests with random key ids cannot make the receiver
+``keyid`` triggers a refresh, after which (and after a failed fetch) no fetch starts for
+``min_refresh_interval`` seconds, so requests with random key ids cannot make the receiver
 fetch per request. Keys older than ``max_age`` seconds are refreshed on next use (so a key
 Upvest withdrew stops verifying); if that refresh fails the cached keys stay in use.
 """
@@ -50,7 +50,7 @@ class KeyCache:
         self._clock = clock
         self._keys: WebhookKeys | None = None
         self._fetched_at = 0.0
-        self._last_attempt: float | None = None
+        self._blocked_until = float("-inf")
         self._inflight: asyncio.Future[WebhookKeys] | None = None
         #: Fetches started so far.
         self.fetches = 0
@@ -61,12 +61,17 @@ class KeyCache:
         return self._keys
 
     def _may_fetch(self) -> bool:
-        return self._inflight is not None or self._last_attempt is None or (
-            self._clock() - self._last_attempt >= self.min_refresh_interval
-        )
+        return self._inflight is not None or self._clock() >= self._blocked_until
+
+    def _block(self) -> None:
+        self._blocked_until = self._clock() + self.min_refresh_interval
 
     async def _run(self) -> WebhookKeys:
-        keys = await self._fetch()
+        try:
+            keys = await self._fetch()
+        except BaseException:
+            self._block()
+            raise
         self._keys, self._fetched_at = keys, self._clock()
         return keys
 
@@ -78,7 +83,6 @@ class KeyCache:
     async def refresh(self) -> WebhookKeys:
         """Fetch now (joining a fetch in flight); raises what ``fetch`` raises."""
         if self._inflight is None:
-            self._last_attempt = self._clock()
             self.fetches += 1
             self._inflight = asyncio.ensure_future(self._run())
             self._inflight.add_done_callback(self._done)
@@ -108,6 +112,8 @@ class KeyCache:
             keys = await self.get()
             key = keys.keys.get(key_id)
             if key is None and self._may_fetch():
+                if self._inflight is None:
+                    self._block()
                 key = (await self.refresh()).keys.get(key_id)
             return key
         except WebhookVerificationError:
