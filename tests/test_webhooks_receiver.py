@@ -1,0 +1,183 @@
+"""The aiohttp receiver over a real loopback server: verification answers, dedupe, ordering,
+200 only when all events were handled, retries after a handler failure, size limit, and
+concurrent duplicate deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.keys import p521_key
+from tests.webhooks_signer import KEY_ID, batch, event, position, sign
+from upvest_async import MemoryEventStore, WebhookEvent, WebhookVerifier, webhook_app
+from upvest_async.webhooks import RECEIVER_KEY, EventStore, WebhookReceiver
+
+KEY = p521_key()
+PATH = "/hooks/upvest"
+
+
+class Server:
+    def __init__(self, on_event: Callable[[WebhookEvent], Awaitable[None]], **options: Any):
+        self.verifier = WebhookVerifier({KEY_ID: KEY.public_key()})
+        self.app = webhook_app(on_event, self.verifier, path=PATH, **options)
+        self.receiver: WebhookReceiver = self.app[RECEIVER_KEY]
+        self.url = ""
+
+    async def post(self, session: aiohttp.ClientSession, body: bytes,
+                   headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if headers is None:
+            headers = sign(body, key=KEY, created=int(time.time()), path=PATH)
+        async with session.post(self.url, data=body, headers=headers) as response:
+            return response.status, await response.read()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(on_event: Callable[[WebhookEvent], Awaitable[None]], **options: Any
+                    ) -> Server:
+        server = Server(on_event, **options)
+        runner = web.AppRunner(server.app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}{PATH}"
+        return server
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as opened:
+        yield opened
+
+
+def events(n: int) -> list[dict[str, Any]]:
+    return [event("POSITION.UPDATED", position(str(i + 1))) for i in range(n)]
+
+
+async def test_handles_in_order_and_drops_duplicates(serve: Any, session: Any) -> None:
+    seen: list[str] = []
+
+    async def on_event(e: WebhookEvent) -> None:
+        seen.append(str(e.id))
+
+    server = await serve(on_event)
+    first = events(3)
+    assert (await server.post(session, batch(*first)))[0] == 200
+    assert seen == [e["id"] for e in first]
+    again = [first[1], *events(2), first[1]]
+    assert (await server.post(session, batch(*again)))[0] == 200
+    assert seen == [e["id"] for e in first] + [e["id"] for e in again[1:3]]
+    assert server.receiver.stats.duplicates == 2 and server.receiver.stats.handled == 5
+
+
+async def test_failure_answers_500_and_the_retry_handles_the_rest_once(
+    serve: Any, session: Any
+) -> None:
+    calls: list[str] = []
+    fail = {"id": ""}
+
+    async def on_event(e: WebhookEvent) -> None:
+        calls.append(str(e.id))
+        if str(e.id) == fail["id"]:
+            raise RuntimeError("database is down: secret-detail")
+
+    server = await serve(on_event)
+    sent = events(4)
+    fail["id"] = sent[2]["id"]
+    body = batch(*sent)
+    headers = sign(body, key=KEY, created=int(time.time()), path=PATH)
+    status, answer = await server.post(session, body, headers)
+    assert status == 500 and b"secret-detail" not in answer and b"Traceback" not in answer
+    assert calls == [e["id"] for e in sent[:3]]
+    fail["id"] = ""
+    # Upvest retries the same signed request: the nonce was released on the failure.
+    status, _ = await server.post(session, body, headers)
+    assert status == 200
+    assert calls == [e["id"] for e in sent[:3]] + [e["id"] for e in sent[2:]]
+    # Now it was acknowledged, the same signature again is a replay.
+    assert (await server.post(session, body, headers))[0] == 401
+
+
+async def test_verification_failures_leak_nothing(serve: Any, session: Any) -> None:
+    called: list[WebhookEvent] = []
+
+    async def on_event(e: WebhookEvent) -> None:
+        called.append(e)
+
+    server = await serve(on_event)
+    body = batch(*events(1))
+    forged = sign(body, key=KEY, created=int(time.time()), path="/elsewhere")
+    status, answer = await server.post(session, body, forged)
+    assert status == 401 and answer == b'{"status": 401, "title": "Unauthorized"}'
+    assert (await server.post(session, body, {}))[0] == 401
+    bad_batch = b'{"payload": "nope"}'
+    status, answer = await server.post(session, bad_batch)
+    assert status == 400 and b"payload" not in answer
+    assert called == [] and server.receiver.stats.rejected == 3
+
+
+async def test_oversize_body_is_refused(serve: Any, session: Any) -> None:
+    async def on_event(e: WebhookEvent) -> None:
+        raise AssertionError("not reached")
+
+    server = await serve(on_event, max_body_bytes=2048)
+    body = batch(*events(30))
+    assert len(body) > 2048
+    assert (await server.post(session, body))[0] == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 1024
+
+    async with session.post(server.url, data=chunks()) as response:  # no content-length
+        assert response.status == 413
+
+
+async def test_concurrent_duplicate_deliveries_run_on_event_once(
+    serve: Any, session: Any
+) -> None:
+    counts: dict[str, int] = {}
+
+    async def on_event(e: WebhookEvent) -> None:
+        counts[str(e.id)] = counts.get(str(e.id), 0) + 1
+        await asyncio.sleep(0.02)
+
+    server = await serve(on_event)
+    sent = events(3)
+    body = batch(*sent)
+    results = await asyncio.gather(*(server.post(session, body) for _ in range(6)))
+    assert [status for status, _ in results] == [200] * 6
+    assert counts == {e["id"]: 1 for e in sent}
+
+
+async def test_a_failing_store_is_a_retryable_failure(serve: Any, session: Any) -> None:
+    class Broken(MemoryEventStore):
+        async def add(self, event_id: str) -> None:
+            raise OSError("disk full")
+
+    async def on_event(e: WebhookEvent) -> None:
+        return None
+
+    store = Broken()
+    assert isinstance(store, EventStore)
+    server = await serve(on_event, store=store)
+    assert (await server.post(session, batch(*events(1))))[0] == 500
+
+
+def test_memory_store_is_bounded() -> None:
+    store = MemoryEventStore(max_entries=2)
+    for event_id in "abc":
+        asyncio.run(store.add(event_id))
+    assert len(store) == 2 and "a" not in store and "c" in store
