@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from decimal import Decimal
@@ -106,16 +107,14 @@ def test_unwrap_offline_verifies_then_parses() -> None:
         asyncio.run(verifier.unwrap(body, {}, path="/hooks"))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
         ["payload", "id", "type", "object", "created_at", "webhook_id", "quantity"]), inner,
         max_size=6),
-    max_leaves=30,
+    max_leaves=12,
 ))
 def test_any_json_parses_or_raises_payload_error(document: Any) -> None:
-    try:
+    with contextlib.suppress(WebhookPayloadError):
         parse_batch(json.dumps({"payload": [document]}).encode())
-    except WebhookPayloadError:
-        pass

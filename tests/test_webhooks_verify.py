@@ -115,9 +115,9 @@ def test_every_single_byte_change_of_a_covered_part_is_rejected(name: str) -> No
         mutations.append(("path", case["body"], lowered, case["method"],
                           _flip(case["path"], i)))
     for i in range(len(case["body"])):
-        body = bytearray(case["body"])
-        body[i] ^= 0x01
-        mutations.append(("body", bytes(body), lowered, case["method"], case["path"]))
+        changed_body = bytearray(case["body"])
+        changed_body[i] ^= 0x01
+        mutations.append(("body", bytes(changed_body), lowered, case["method"], case["path"]))
     for header in [c for c in components if not c.startswith("@")] + [
         "signature-input", "signature"
     ]:

@@ -45,9 +45,9 @@ def sign(
     label: str = "sig1",
 ) -> dict[str, str]:
     """Headers of a v6-signed request (lower-case names)."""
-    lowered = {name.lower(): value for name, value in (headers or {
-        "content-type": "application/json", "upvest-client-id": "c5161455-4d27-4781-bc74-f05532e49a77",
-    }).items()}
+    default = {"content-type": "application/json",
+               "upvest-client-id": "c5161455-4d27-4781-bc74-f05532e49a77"}
+    lowered = {name.lower(): value for name, value in (headers or default).items()}
     if body:
         lowered["digest"] = digest_value(body)
     if components is None:
