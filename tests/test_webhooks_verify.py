@@ -20,9 +20,8 @@ from upvest_async import UpvestError, WebhookKeys, WebhookVerificationError, Web
 from upvest_async.webhooks import REASONS, ReplayCache, signature_base
 from upvest_async.webhooks.params import parse_signature_headers
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "webhooks_v6_fixtures"
-if not FIXTURES.is_dir():
-    FIXTURES = Path("/work/shared/reference/webhooks_v6_fixtures")
+# A copy of shared/reference/webhooks_v6_fixtures/ (requests signed by Upvest's own signer).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "webhooks_v6"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*_*.json"))
 GOOD = [name for name in NAMES if not name.startswith("quirk_")]
 NOW = 1_796_160_436
