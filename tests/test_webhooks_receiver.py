@@ -181,3 +181,29 @@ def test_memory_store_is_bounded() -> None:
     for event_id in "abc":
         asyncio.run(store.add(event_id))
     assert len(store) == 2 and "a" not in store and "c" in store
+
+
+async def test_unavailable_keys_answer_503(session: Any) -> None:
+    from upvest_async.webhooks import WebhookVerificationError
+
+    class Down:
+        async def get_key(self, key_id: str) -> Any:
+            raise WebhookVerificationError("keys-unavailable")
+
+    async def on_event(e: WebhookEvent) -> None:
+        raise AssertionError("not reached")
+
+    app = web.Application()
+    receiver = WebhookReceiver(on_event, WebhookVerifier(Down()))
+    app.router.add_post(PATH, receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        body = batch(*events(1))
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}{PATH}"
+        headers = sign(body, key=KEY, created=int(time.time()), path=PATH)
+        async with session.post(url, data=body, headers=headers) as response:
+            assert response.status == 503
+    finally:
+        await runner.cleanup()
