@@ -6,6 +6,7 @@ signature (see :mod:`tests.test_sandbox_webhooks`)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from typing import Any
 
@@ -103,7 +104,7 @@ async def test_failures_are_retried_with_backoff_and_block_later_events() -> Non
         assert [e["object"]["n"] for e in receiver.events()] == [0, 1]
         assert receiver.deliveries[6].events[0]["object"]["n"] == 1
         assert len(receiver.deliveries) == 7
-        for retry, (before, after) in enumerate(zip(attempts, attempts[1:], strict=False)):
+        for retry, (before, after) in enumerate(itertools.pairwise(attempts)):
             assert after.at - before.at >= 0.9 * backoff(retry) * scale
         assert len({d.nonce for d in receiver.deliveries}) == 7
         stats = sandbox.webhook_stats
