@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from upvest_async.sandbox.webhooks import (
     WebhookKeys,
@@ -25,7 +27,7 @@ from upvest_async.sandbox.webhooks import (
 
 FIXTURES = Path("/work/shared/reference/webhooks_v6_fixtures")
 KNOWN = sorted(p for p in FIXTURES.glob("*.json") if p.name != "jwks.json")
-pytestmark = pytest.mark.skipif(not KNOWN, reason="v6 fixtures not available")
+KEYS = WebhookKeys(seed=11)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -59,6 +61,7 @@ def verify(public: ec.EllipticCurvePublicKey, base: str, signature_header: str) 
     return True
 
 
+@pytest.mark.skipif(not KNOWN, reason="v6 fixtures not available")
 @pytest.mark.parametrize("path", KNOWN, ids=lambda p: p.stem)
 def test_base_builder_matches_the_proxy_and_fixture_signatures_verify(path: Path) -> None:
     fixture = load(path)
@@ -146,3 +149,28 @@ def test_keys_jwks_shape_determinism_and_rotation() -> None:
     secret = str(keys.current.private_key.private_numbers().private_value)
     assert secret not in repr(keys.current) + repr(keys)
     assert repr(keys.current) == f"WebhookKey(kid={newest.kid!r})"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    body=st.binary(max_size=300),
+    path=st.from_regex(r"/[A-Za-z0-9/_.%-]{0,40}", fullmatch=True),
+    query=st.from_regex(r"([a-z0-9=&%]{1,30})?", fullmatch=True),
+    flip=st.integers(min_value=0),
+)
+def test_signatures_verify_and_any_changed_body_byte_breaks_the_digest(
+    body: bytes, path: str, query: str, flip: int
+) -> None:
+    key = KEYS.current
+    added = sign_webhook(key, method="POST", path=path, query=query,
+                         headers={"content-type": "application/json"}, body=body, created=7)
+    components, _, raw = parse_input(added["signature-input"])
+    headers = {"content-type": "application/json", **added}
+    base = signature_base(components, raw, method="POST", path=path, query=query,
+                          headers=headers)
+    assert verify(key.private_key.public_key(), base, added["signature"])
+    assert ("digest" in components) == bool(body) and ("@query" in components) == bool(query)
+    if body:
+        changed = bytearray(body)
+        changed[flip % len(body)] ^= 0x01
+        assert body_digest(bytes(changed)) != added["digest"]

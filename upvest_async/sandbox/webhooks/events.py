@@ -38,9 +38,9 @@ class EventClock:
         return format_timestamp(moment)
 
 
-def make_event(event_type: str, obj: dict[str, Any], webhook_id: str, created_at: str) -> dict[
-    str, Any
-]:
+def make_event(
+    event_type: str, obj: dict[str, Any], webhook_id: str, created_at: str
+) -> dict[str, Any]:
     """One event: a new uuid4 ``id``, ``created_at``, ``type``, ``object``, ``webhook_id``."""
     return {"id": str(uuid.uuid4()), "created_at": created_at, "type": event_type,
             "object": obj, "webhook_id": webhook_id}

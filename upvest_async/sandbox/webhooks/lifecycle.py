@@ -9,8 +9,11 @@
   ``set_order_status``): ``PORTFOLIO_ORDER.<status>`` (object: the S10 order);
 - when an order reaches ``FILLED`` its account's positions change as
   :mod:`.trading` describes, one ``POSITION.UPDATED`` (object: the E17 position after the
-  change) per changed position, emitted before ``PORTFOLIO_ORDER.FILLED``. Only accounts of the
-  generated tenant hold positions; orders of other accounts change none;
+  change) per changed position, emitted before ``PORTFOLIO_ORDER.FILLED``; an order changes
+  positions once, even if moved to ``FILLED`` again by hand. Only accounts of the generated
+  tenant hold positions; orders of other accounts change none. A status the seed lists but
+  WEBHOOKS.md does not (``SUBMITTED``, set by hand) is emitted as
+  ``PORTFOLIO_ORDER.SUBMITTED`` too;
 - with ``fill_seconds`` set, every order created moves on its own: ``NEW`` for half of
   ``fill_seconds``, then ``PROCESSING``, then ``FILLED`` after the other half (unless it was
   cancelled or moved by hand meanwhile), and each E14 rebalancing execution creates, per
@@ -56,6 +59,7 @@ class OrderLifecycle:
         self.execution_orders: dict[str, dict[str, Any]] = {}
         self._by_order: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._filled: set[str] = set()
         self._known: dict[str, dict[str, Any]] | None = None
         store.observer = self
         engine.busy = lambda: bool(self._tasks)
@@ -80,7 +84,8 @@ class OrderLifecycle:
 
     def order_status_changed(self, order: dict[str, Any], previous: str) -> None:
         status = order["status"]
-        if status == "FILLED":
+        if status == "FILLED" and order["id"] not in self._filled:
+            self._filled.add(order["id"])  # an order changes positions once, however moved
             self._fill(order)
         self.engine.emit(f"PORTFOLIO_ORDER.{status}", order)
         mirrored = self._by_order.get(order["id"])

@@ -4,9 +4,10 @@ A deliberate simplification of Upvest's trading (documented so tests can predict
 
 - every instrument has a fixed price in EUR, deterministic from its uuid (:func:`price`,
   10.00 to 499.99), and every order fills completely at that price, whatever its currency;
-- the order's allocation (its ``allocation_id`` at creation) names the instruments; each gets
-  the share ``weight / sum(weights)`` of the order. An ISIN the tenant knows maps to its
-  instrument; an unknown ISIN or UPVEST id becomes a new instrument (uuid5 of the ISIN);
+- the order's allocation (its ``allocation_id``, with the allocation's items at fill time)
+  names the instruments; each gets the share ``weight / sum(weights)`` of the order. An ISIN
+  the tenant knows maps to its instrument; an unknown ISIN becomes a new instrument (uuid5 of
+  the ISIN), an unknown UPVEST id one without ISIN;
 - ``BUY``: ``cash_amount`` buys ``share * cash_amount / price`` of each instrument, rounded
   down to 9 decimals; a new instrument becomes a new position;
 - ``SELL``: sells the same quantities, at most what is ``available_for_trading``; an
