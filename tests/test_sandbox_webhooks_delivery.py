@@ -45,7 +45,7 @@ def test_backoff_is_upvests_fibonacci_capped_at_600_seconds() -> None:
 
 async def test_batches_are_bounded_ordered_and_a_retry_resends_the_whole_request() -> None:
     async with Receiver(answers=[500]) as receiver, sandbox_for(
-        receiver.url, webhook_batch_size=3, webhook_backoff_scale=0.05
+        receiver.url, webhook_batch_size=3, webhook_backoff_scale=0.2
     ) as sandbox:
         await started(receiver, sandbox)
         emit(sandbox, 1)
@@ -69,7 +69,7 @@ async def test_batches_are_bounded_ordered_and_a_retry_resends_the_whole_request
 
 async def test_max_package_size_bounds_the_body_and_a_big_event_goes_alone() -> None:
     async with Receiver(answers=[500]) as receiver, Sandbox(
-        accounts=1, positions_per_account=5, webhook_backoff_scale=0.05
+        accounts=1, positions_per_account=5, webhook_backoff_scale=0.2
     ) as sandbox:
         await started(receiver, sandbox)
         sandbox.webhooks.subscribe(receiver.url, max_package_size=1024)
@@ -191,3 +191,29 @@ async def test_orders_still_to_fill_keep_the_sandbox_busy() -> None:
         assert sandbox.webhook_stats.pending == 0
         types = [e["type"] for e in receiver.events()]
         assert types[0] == "PORTFOLIO_ORDER.NEW" and types[-1] == "PORTFOLIO_ORDER.FILLED"
+
+
+async def test_stopping_during_a_slow_delivery_closes_everything() -> None:
+    async with Receiver(answers=["slow"]) as receiver:
+        sandbox = sandbox_for(receiver.url, webhook_timeout=30)
+        await sandbox.start()
+        try:
+            await started(receiver, sandbox)
+            emit(sandbox, 2)
+            await until(lambda: len(receiver.deliveries) == 1)
+            assert not sandbox.webhooks.idle()
+        finally:
+            async with asyncio.timeout(5):
+                await sandbox.stop()
+        assert sandbox.webhook_stats.pending == 2 and sandbox.webhook_stats.delivered == 0
+
+
+def test_cli_refuses_a_webhook_url_off_loopback() -> None:
+    from click.testing import CliRunner
+
+    from upvest_async.cli.sandbox import sandbox_command
+
+    for url in ("http://example.com/hooks", "https://127.0.0.1:8443/"):
+        result = CliRunner().invoke(sandbox_command, ["--webhook-url", url])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for --webhook-url" in result.output and url in result.output
