@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import sys
 import time
 import uuid
@@ -33,7 +34,7 @@ from http_sfv.item import InnerList
 
 from upvest_async import UpvestClient
 from upvest_async.errors import APIStatusError
-from upvest_async.sandbox import Sandbox
+from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.sandbox.webhooks import order_changes, price
 
 USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
@@ -343,12 +344,18 @@ async def export_raw(client: UpvestClient, accounts: list[str]) -> dict[tuple[st
     return copy
 
 
-async def test_positions_after_fills_equal_what_the_events_said() -> None:
+@pytest.mark.parametrize("unreliable", [False, True], ids=["reliable", "unreliable"])
+async def test_positions_after_fills_equal_what_the_events_said(unreliable: bool) -> None:
+    faults = WebhookFaults(seed=5, duplicate_rate=0.3, lost_answer_rate=0.3) if unreliable \
+        else None
     async with Receiver() as receiver, Sandbox(
         accounts=4, positions_per_account=40, seed=9, webhook_urls=[receiver.url],
-        order_fill_seconds=0.04, webhook_backoff_scale=0.001,
+        order_fill_seconds=0.04, webhook_backoff_scale=0.001, webhook_faults=faults,
     ) as sandbox, sandbox.client() as client:
         receiver.use_jwks(await jwks_of(client))
+        if unreliable:  # and the receiver itself fails 30 % of the requests
+            draws = random.Random(8)
+            receiver.default = lambda _: 500 if draws.random() < 0.3 else 200
         accounts = sandbox.tenant.account_ids
         local = await export_raw(client, accounts)
         for i, account in enumerate(accounts):
@@ -362,8 +369,18 @@ async def test_positions_after_fills_equal_what_the_events_said() -> None:
         await call(client, "POST", "/portfolios/rebalancings/executions",
                    {"allocations": [allocation_id]})
         await sandbox.webhooks_idle(30)
-        updates = [e["object"] for e in of_types(receiver.events(), "POSITION.UPDATED")]
+        seen: set[str] = set()
+        updates = []
+        for event in of_types(receiver.events(), "POSITION.UPDATED"):
+            if event["id"] not in seen:  # what an idempotent handler does
+                seen.add(event["id"])
+                updates.append(event["object"])
         assert updates and receiver.errors == []
+        stats = sandbox.webhook_stats
+        assert stats.delivered == stats.emitted and stats.pending == 0
+        if unreliable:
+            assert stats.duplicates and stats.lost_answers
+            assert any(d.answered == 500 for d in receiver.deliveries)
         for position in updates:
             local[(position["account_id"], position["instrument"]["uuid"])] = position
         assert local == await export_raw(client, accounts)
