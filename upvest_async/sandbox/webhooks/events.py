@@ -30,6 +30,7 @@ class EventClock:
         self._last: datetime | None = None
 
     def stamp(self) -> str:
+        """Now in UTC, at least one millisecond after the previous stamp."""
         now = datetime.now(UTC)
         moment = now.replace(microsecond=now.microsecond // 1000 * 1000)
         if self._last is not None and moment <= self._last:

@@ -67,12 +67,15 @@ class OrderLifecycle:
     # StoreObserver
 
     def allocation_created(self, allocation: dict[str, Any]) -> None:
+        """Emit ``PORTFOLIO_ALLOCATION.CREATED``."""
         self.engine.emit("PORTFOLIO_ALLOCATION.CREATED", allocation)
 
     def allocation_changed(self, allocation: dict[str, Any]) -> None:
+        """Emit ``PORTFOLIO_ALLOCATION.CHANGED``."""
         self.engine.emit("PORTFOLIO_ALLOCATION.CHANGED", allocation)
 
     def order_created(self, order: dict[str, Any]) -> None:
+        """Emit ``PORTFOLIO_ORDER.NEW`` and, with ``fill_seconds``, start its progress."""
         self.engine.emit("PORTFOLIO_ORDER.NEW", order)
         if self.fill_seconds is None:
             return
@@ -83,6 +86,8 @@ class OrderLifecycle:
         self._tasks[order["id"]] = loop.create_task(self._progress(order["id"]))
 
     def order_status_changed(self, order: dict[str, Any], previous: str) -> None:
+        """Fill (first ``FILLED`` only), emit ``PORTFOLIO_ORDER.<status>`` and mirror the status
+        to its rebalancing execution order, if any."""
         status = order["status"]
         if status == "FILLED" and order["id"] not in self._filled:
             self._filled.add(order["id"])  # an order changes positions once, however moved
@@ -99,6 +104,7 @@ class OrderLifecycle:
                 task.cancel()
 
     def execution_created(self, execution: dict[str, Any], account_ids: list[str]) -> None:
+        """With ``fill_seconds``: one REBALANCING order and execution order per account."""
         if self.fill_seconds is None:
             return
         for account_id in account_ids:

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_PACKAGE_SIZE",
     "LOOPBACK_HOSTS",
     "Subscription",
+    "check_types",
     "check_url",
     "matches",
     "parse_delay",
