@@ -161,6 +161,7 @@ class PortfolioStore:
     # Allocations (E1 to E4)
 
     def allocation(self, allocation_id: str) -> dict[str, Any]:
+        """The S8 allocation; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.allocations[allocation_id]
         except KeyError:
@@ -197,6 +198,7 @@ class PortfolioStore:
     # Configurations (E5 to E8)
 
     def configuration(self, account_id: str) -> dict[str, Any]:
+        """The S9 configuration of an account; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.configurations[account_id]
         except KeyError:
@@ -236,6 +238,7 @@ class PortfolioStore:
     # Portfolio orders (E9 to E13)
 
     def order(self, order_id: str) -> dict[str, Any]:
+        """The S10 portfolio order; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.orders[order_id]
         except KeyError:
@@ -319,6 +322,7 @@ class PortfolioStore:
     # Rebalancing executions (E14, E15)
 
     def execution(self, execution_id: str) -> dict[str, Any]:
+        """The S13 rebalancing execution; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.executions[execution_id]
         except KeyError:
