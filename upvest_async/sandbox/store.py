@@ -198,7 +198,7 @@ class PortfolioStore:
     # Configurations (E5 to E8)
 
     def configuration(self, account_id: str) -> dict[str, Any]:
-        """The S9 configuration of an account; a 404 :class:`~.problems.Problem` when there is none."""
+        """The S9 configuration of ``account_id``; a 404 :class:`~.problems.Problem` if none."""
         try:
             return self.configurations[account_id]
         except KeyError:
