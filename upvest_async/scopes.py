@@ -24,10 +24,10 @@ TOKEN_PATH = "/auth/token"
 POSITIONS_READ = "positions:read"
 PORTFOLIOS_READ = "portfolios:read"
 PORTFOLIOS_ADMIN = "portfolios:admin"
-#: Upvest's webhook verification keys (JWKS); API reference "Webhook Subscriptions".
-VERIFY_KEYS_PATH = "/auth/verify_keys"
 WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_ADMIN = "webhooks:admin"
+#: Upvest's webhook verification keys (JWKS), API reference "Webhook Subscriptions".
+VERIFY_KEYS_PATH = "/auth/verify_keys"
 
 #: Scopes that also grant another (Q6: the admin scope is accepted where read is).
 _IMPLIED: dict[str, frozenset[str]] = {
@@ -41,14 +41,16 @@ def required_scope(method: str, path: str) -> str | None:
 
     ``/accounts/{account_id}/positions...`` (E16, E17): ``positions:read``. ``/portfolios...``
     (E1 to E15): ``portfolios:read`` for GET, ``portfolios:admin`` otherwise.
-    ``/auth/verify_keys`` (the webhook JWKS): ``webhooks:read`` (``webhooks:admin`` also
-    grants it). Unknown paths get
-    ``None`` (the configured scopes are used).
+    ``GET /auth/verify_keys`` (the webhook JWKS): ``webhooks:read`` (``webhooks:admin`` also
+    satisfies it). ``/webhooks...`` (subscriptions, WEBHOOKS.md): ``webhooks:read`` for GET,
+    ``webhooks:admin`` otherwise. Unknown paths get ``None`` (the configured scopes are used).
     """
     if path == TOKEN_PATH:
         return None
     if path == VERIFY_KEYS_PATH:
         return WEBHOOKS_READ
+    if path == "/webhooks" or path.startswith("/webhooks/"):
+        return WEBHOOKS_READ if method.upper() in {"GET", "HEAD"} else WEBHOOKS_ADMIN
     if path.startswith("/accounts/") and "/positions" in path:
         return POSITIONS_READ
     if path.startswith("/portfolios"):

@@ -1,4 +1,5 @@
-"""``upvest-async sandbox``: the embedded sandbox, standalone, optionally unreliable."""
+"""``upvest-async sandbox``: the embedded sandbox, standalone, optionally unreliable, optionally
+sending webhooks to loopback receivers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import click
 
 from ..sandbox import Sandbox
 from ..sandbox.faults import Faults, LostMode
+from ..sandbox.webhooks import WebhookFaults, check_url
 
 __all__ = ["sandbox_command"]
 
@@ -53,6 +55,19 @@ def _env_file_text(sandbox: Sandbox) -> str:
               help="Seconds a slow answer is held back.")
 @click.option("--fault-seed", type=int, default=0, show_default=True,
               help="Seed of the fault draws (the same traffic sees the same faults).")
+@click.option("--webhook-url", "webhook_urls", multiple=True, metavar="URL",
+              help="Deliver every webhook event to this loopback URL "
+                   "(http://127.0.0.1, localhost or [::1]; repeatable).")
+@click.option("--order-fill-seconds", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="Seconds an order takes from NEW through PROCESSING to FILLED.")
+@click.option("--webhook-backoff-scale", type=click.FloatRange(0), default=1.0,
+              show_default=True,
+              help="Multiplies Upvest's webhook back-off (1, 2, 3, 5, 8, ... 600 s) and delays.")
+@click.option("--webhook-duplicate-rate", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Fault: share of delivered packages sent twice.")
+@click.option("--webhook-lost-answer-rate", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True,
+              help="Fault: share of 200 answers treated as failed (the package is resent).")
 def sandbox_command(
     port: int,
     accounts: int,
@@ -70,6 +85,11 @@ def sandbox_command(
     slow_rate: float,
     slow_seconds: float,
     fault_seed: int,
+    webhook_urls: tuple[str, ...],
+    order_fill_seconds: float,
+    webhook_backoff_scale: float,
+    webhook_duplicate_rate: float,
+    webhook_lost_answer_rate: float,
 ) -> None:
     """Run the embedded sandbox on 127.0.0.1 until interrupted.
 
@@ -86,11 +106,22 @@ def sandbox_command(
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(f"fault options: {exc}") from None
+    for url in webhook_urls:
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise click.BadParameter(f"{url}: {exc}", param_hint="--webhook-url") from None
+    webhook_faults = WebhookFaults(
+        seed=fault_seed, duplicate_rate=webhook_duplicate_rate,
+        lost_answer_rate=webhook_lost_answer_rate,
+    )
 
     async def serve() -> None:
         async with Sandbox(
             accounts=accounts, positions_per_account=positions, seed=seed, port=port,
             latency_ms=latency_ms, token_lifetime=token_lifetime, faults=faults,
+            webhook_urls=webhook_urls, order_fill_seconds=order_fill_seconds,
+            webhook_backoff_scale=webhook_backoff_scale, webhook_faults=webhook_faults,
         ) as sandbox:
             text = _env_file_text(sandbox)
             if env_file is not None:
@@ -110,6 +141,10 @@ def sandbox_command(
                     f"{reset_rate:.0%} resets, {lost_response_rate:.0%} lost answers of writes "
                     f"({lost_response_mode}), {slow_rate:.0%} slow ({slow_seconds:g} s)"
                 )
+            for url in webhook_urls:
+                click.echo(f"Delivering webhooks to {url} (signed v6, key id "
+                           f"{sandbox.webhooks.keys.current.kid}; JWKS at "
+                           f"{sandbox.base_url}/auth/verify_keys)")
             if env_file is None:
                 click.echo(text, nl=False)
             sys.stdout.flush()

@@ -18,6 +18,13 @@ server_error_rate=0.2, lost_response_rate=0.1))`` answers random 5xx and 429s, r
 connections, loses the answers of writes it performed, or answers slowly, deterministically from
 the seed; ``sandbox.state.faults`` can be replaced at run time and ``sandbox.counters`` counts
 what was injected and whether anything was created twice.
+
+It sends Upvest's webhooks (:mod:`.webhooks`): ``Sandbox(webhook_urls=["http://127.0.0.1:8081/
+hooks"], order_fill_seconds=0.2)`` signs every package v6 with a key of its own (JWKS at
+``GET /auth/verify_keys``), emits ``PORTFOLIO_ORDER.*``, ``POSITION.UPDATED``,
+``PORTFOLIO_ALLOCATION.*`` and ``REBALANCING_EXECUTION_ORDER.*`` as its state changes, and
+delivers them with Upvest's batching, back-off and blocking; ``await sandbox.webhooks_idle()``
+waits until everything is filled and delivered.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,13 +48,15 @@ from .portfolios import PortfolioStore
 from .state import JournalEntry, SandboxCounters, SandboxState
 from .tenant import Tenant
 from .verifier import SignatureVerifier
+from .webhooks import OrderLifecycle, WebhookEngine, WebhookFaults, WebhookStats
 
 __all__ = [
     "FAULT_KINDS",
     "Faults",
     "JournalEntry",
     "PortfolioStore",
-    "Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant"]
+    "Sandbox", "SandboxCounters", "SandboxCredentials", "SandboxState", "Tenant",
+    "WebhookFaults", "WebhookStats"]
 
 
 @attrs.frozen(repr=False)
@@ -96,6 +106,17 @@ class Sandbox:
     ``faults``: what to inject (:class:`~.faults.Faults`; default none, replace it later through
     ``sandbox.state.faults``). ``base_url`` is known after :meth:`start` (or entering
     ``async with``).
+
+    Webhooks (:mod:`.webhooks`): ``webhook_urls``: loopback ``http://`` URLs subscribed to
+    every event (more through ``POST /webhooks``; a URL off loopback is a
+    :class:`ValueError`); ``order_fill_seconds``: seconds an order takes from NEW through
+    PROCESSING to FILLED on its own (half each), and with it rebalancing executions create
+    orders; ``None`` (default): orders move only through the API or
+    ``sandbox.portfolios.set_order_status``; ``webhook_backoff_scale``: multiplies Upvest's
+    waits (back-off 1, 2, 3, 5, 8, ... 600 s and a subscription's ``config.delay``), e.g.
+    0.001 in tests; ``webhook_faults``: duplicate deliveries and lost answers
+    (:class:`~.webhooks.WebhookFaults`); ``webhook_batch_size``: events per request at most;
+    ``webhook_timeout``: seconds per delivery request.
     """
 
     def __init__(
@@ -109,6 +130,12 @@ class Sandbox:
         faults: Faults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        webhook_urls: Sequence[str] = (),
+        order_fill_seconds: float | None = None,
+        webhook_backoff_scale: float = 1.0,
+        webhook_faults: WebhookFaults | None = None,
+        webhook_batch_size: int = 100,
+        webhook_timeout: float = 10.0,
     ) -> None:
         self.credentials = SandboxCredentials.from_seed(seed)
         self.tenant = Tenant(
@@ -124,6 +151,14 @@ class Sandbox:
             token_lifetime=token_lifetime,
             latency=latency_ms / 1000.0,
             faults=faults if faults is not None else Faults(),
+        )
+        self.webhooks = WebhookEngine(
+            seed=seed, urls=webhook_urls, time_scale=webhook_backoff_scale,
+            batch_size=webhook_batch_size, timeout=webhook_timeout, faults=webhook_faults,
+        )
+        self.state.webhooks = self.webhooks
+        self.lifecycle = OrderLifecycle(
+            self.state.portfolios, self.tenant, self.webhooks, order_fill_seconds
         )
         self.app = create_app(self.state)
         self._host = host
@@ -143,8 +178,25 @@ class Sandbox:
         ``sandbox.portfolios.set_order_status(order_id, "PROCESSING")``."""
         return self.state.portfolios
 
+    @property
+    def webhook_stats(self) -> WebhookStats:
+        """Webhook counters: emitted, delivered, pending, retried, requests, duplicates,
+        lost answers, dropped (:class:`~.webhooks.WebhookStats`)."""
+        return self.webhooks.stats
+
+    async def webhooks_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no order is still to fill and every event is delivered;
+        :class:`TimeoutError` after ``timeout`` seconds (e.g. a receiver that keeps failing)."""
+        await self.webhooks.wait_idle(timeout)
+
+    def rotate_webhook_key(self, *, keep_old: bool = True) -> str:
+        """Sign webhooks with a new key pair from now on; returns its key id. The JWKS lists
+        the new key first, and the older ones too unless ``keep_old`` is false."""
+        return self.webhooks.rotate_key(keep_old=keep_old)
+
     async def start(self) -> str:
-        """Start serving; returns the base URL (``http://127.0.0.1:<port>``)."""
+        """Start serving (and delivering webhooks); returns the base URL
+        (``http://127.0.0.1:<port>``)."""
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
@@ -152,13 +204,17 @@ class Sandbox:
         self._runner = runner
         port = runner.addresses[0][1]
         self.base_url = f"http://{self._host}:{port}"
+        await self.webhooks.start()
         return self.base_url
 
     async def stop(self) -> None:
-        """Stop serving and close open connections."""
+        """Stop serving, stop orders' progress and webhook delivery (undelivered events stay
+        queued), and close open connections."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        await self.lifecycle.stop()
+        await self.webhooks.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()

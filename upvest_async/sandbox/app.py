@@ -21,6 +21,7 @@ from .portfolios import add_portfolio_routes
 from .positions import list_positions, retrieve_position
 from .state import STATE_KEY, SandboxState
 from .tokens import token_endpoint
+from .webhooks.routes import add_webhook_routes
 
 __all__ = ["create_app"]
 
@@ -41,4 +42,5 @@ def create_app(state: SandboxState) -> web.Application:
     add_portfolio_routes(app)
     app.router.add_get("/accounts/{account_id}/positions", list_positions)
     app.router.add_get("/accounts/{account_id}/positions/{instrument_id}", retrieve_position)
+    add_webhook_routes(app)
     return app

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 import attrs
 from aiohttp import web
 
-from ..scopes import PORTFOLIOS_ADMIN, PORTFOLIOS_READ, POSITIONS_READ
+from ..scopes import (
+    PORTFOLIOS_ADMIN,
+    PORTFOLIOS_READ,
+    POSITIONS_READ,
+    WEBHOOKS_ADMIN,
+    WEBHOOKS_READ,
+)
 from .faults import FAULT_KINDS, FaultInjector, Faults
 from .tenant import Tenant
 from .verifier import SignatureVerifier
@@ -19,6 +25,7 @@ from .verifier import SignatureVerifier
 if TYPE_CHECKING:
     from .idempotency import IdempotencyStore
     from .store import PortfolioStore
+    from .webhooks.engine import WebhookEngine
 
 
 __all__ = [
@@ -114,14 +121,18 @@ class SandboxState:
     ``idempotency``: the claimed keys and stored responses (:mod:`.idempotency`);
     ``portfolios``: allocations, configurations, orders and rebalancing executions
     (:mod:`.portfolios`), seeded from ``tenant``; ``faults``: what to inject
-    (:class:`~.faults.Faults`; assign a new value at any time, which restarts its seeded draws).
+    (:class:`~.faults.Faults`; assign a new value at any time, which restarts its seeded draws);
+    ``webhooks``: the webhook engine (keys, subscriptions, delivery; :mod:`.webhooks`), ``None``
+    for a state without one (its endpoints then answer 404).
     """
 
     tenant: Tenant
     client_id: str
     client_secret: str
     verifier: SignatureVerifier
-    scopes: frozenset[str] = frozenset({POSITIONS_READ, PORTFOLIOS_READ, PORTFOLIOS_ADMIN})
+    scopes: frozenset[str] = frozenset({
+        POSITIONS_READ, PORTFOLIOS_READ, PORTFOLIOS_ADMIN, WEBHOOKS_READ, WEBHOOKS_ADMIN
+    })
     token_lifetime: float = 1799.0
     latency: float = 0.0
     counters: SandboxCounters = attrs.field(factory=SandboxCounters)
@@ -136,6 +147,7 @@ class SandboxState:
         default=attrs.Factory(_portfolio_store, takes_self=True)
     )
     faults: Faults = attrs.field(factory=Faults)
+    webhooks: WebhookEngine | None = None
     _injector: FaultInjector | None = attrs.field(default=None, init=False, repr=False)
 
     def fault_injector(self) -> FaultInjector:

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .bodies import (
     AllocationBody,
@@ -24,8 +24,8 @@ from .problems import Problem
 from .state import SandboxCounters
 from .tenant import Tenant
 
-__all__ = ["ORDER_STATUSES", "SEED_TIMESTAMP", "PortfolioStore", "format_timestamp",
-           "parse_timestamp"]
+__all__ = ["ORDER_STATUSES", "SEED_TIMESTAMP", "PortfolioStore", "StoreObserver",
+           "format_timestamp", "parse_timestamp"]
 
 #: S10 ``status`` values (seed 001 L7093-7266).
 ORDER_STATUSES: Final = ("NEW", "SUBMITTED", "PROCESSING", "FILLED", "CANCELLED")
@@ -56,6 +56,27 @@ def parse_timestamp(value: str) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class StoreObserver(Protocol):
+    """Told of every change of a :class:`PortfolioStore` after it happened (the webhook
+    engine, :mod:`.webhooks.engine`). The dicts are the store's own: read, never keep."""
+
+    def allocation_created(self, allocation: dict[str, Any]) -> None:
+        """E2 created ``allocation``."""
+
+    def allocation_changed(self, allocation: dict[str, Any]) -> None:
+        """E4 changed ``allocation``."""
+
+    def order_created(self, order: dict[str, Any]) -> None:
+        """A portfolio order was created (E10, E11, or for a rebalancing execution)."""
+
+    def order_status_changed(self, order: dict[str, Any], previous: str) -> None:
+        """``order`` moved from status ``previous`` to ``order["status"]``."""
+
+    def execution_created(self, execution: dict[str, Any], account_ids: list[str]) -> None:
+        """E14 created ``execution`` for ``account_ids`` (sorted; for an allocations trigger,
+        the accounts configured with one of them)."""
 
 
 class PortfolioStore:
@@ -93,6 +114,8 @@ class PortfolioStore:
         self.created_by_key: dict[str, str] = {}
         self._first_keys: dict[str, tuple[str, str] | None] = {}
         self._last: datetime | None = None
+        #: Told of every change (``None``: nobody listens).
+        self.observer: StoreObserver | None = None
 
     @staticmethod
     def _seed_allocations(tenant: Tenant) -> dict[str, dict[str, Any]]:
@@ -138,6 +161,7 @@ class PortfolioStore:
     # Allocations (E1 to E4)
 
     def allocation(self, allocation_id: str) -> dict[str, Any]:
+        """The S8 allocation; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.allocations[allocation_id]
         except KeyError:
@@ -156,6 +180,8 @@ class PortfolioStore:
         }
         self.allocations[allocation_id] = allocation
         self._created("allocation", allocation_id, [body.name, allocation["allocation"]])
+        if self.observer is not None:
+            self.observer.allocation_created(allocation)
         return allocation
 
     def update_allocation(self, allocation_id: str, body: AllocationBody) -> dict[str, Any]:
@@ -165,11 +191,14 @@ class PortfolioStore:
         if body.name is not None:
             allocation["name"] = body.name
         allocation["updated_at"] = self._stamp()
+        if self.observer is not None:
+            self.observer.allocation_changed(allocation)
         return allocation
 
     # Configurations (E5 to E8)
 
     def configuration(self, account_id: str) -> dict[str, Any]:
+        """The S9 configuration of ``account_id``; a 404 :class:`~.problems.Problem` if none."""
         try:
             return self.configurations[account_id]
         except KeyError:
@@ -209,6 +238,7 @@ class PortfolioStore:
     # Portfolio orders (E9 to E13)
 
     def order(self, order_id: str) -> dict[str, Any]:
+        """The S10 portfolio order; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.orders[order_id]
         except KeyError:
@@ -216,7 +246,7 @@ class PortfolioStore:
 
     def _new_order(
         self, *, user_id: str, account_id: str, cash_amount: str, currency: str, kind: str,
-        post_tax: bool,
+        post_tax: bool, count: bool = True,
     ) -> dict[str, Any]:
         configuration = self.configuration(account_id)
         stamp, order_id = self._stamp(), str(uuid.uuid4())
@@ -235,9 +265,12 @@ class PortfolioStore:
             "orders": [],
         }
         self.orders[order_id] = order
-        self._created("order", order_id, [
-            user_id, account_id, cash_amount, currency, kind, post_tax
-        ])
+        if count:
+            self._created("order", order_id, [
+                user_id, account_id, cash_amount, currency, kind, post_tax
+            ])
+        if self.observer is not None:
+            self.observer.order_created(order)
         return order
 
     def create_order(self, body: OrderBody) -> dict[str, Any]:
@@ -255,6 +288,14 @@ class PortfolioStore:
             kind="LIQUIDATION", post_tax=False,
         )
 
+    def create_rebalancing_order(self, account_id: str, user_id: str) -> dict[str, Any]:
+        """An S10 order of ``type`` REBALANCING (``cash_amount`` "0", EUR) that a rebalancing
+        execution makes for one account; not counted in ``counters.created``."""
+        return self._new_order(
+            user_id=user_id, account_id=account_id, cash_amount="0", currency="EUR",
+            kind="REBALANCING", post_tax=False, count=False,
+        )
+
     def cancel_order(self, order_id: str) -> None:
         """E13: NEW -> CANCELLED; 409 in any other status."""
         order = self.order(order_id)
@@ -262,6 +303,8 @@ class PortfolioStore:
             raise Problem(409, f"portfolio order {order_id} is {order['status']}, not NEW")
         order["status"] = "CANCELLED"
         order["updated_at"] = self._stamp()
+        if self.observer is not None:
+            self.observer.order_status_changed(order, "NEW")
 
     def set_order_status(self, order_id: str, status: str) -> dict[str, Any]:
         """Move an order to ``status`` (one of :data:`ORDER_STATUSES`), as the real system
@@ -269,13 +312,17 @@ class PortfolioStore:
         if status not in ORDER_STATUSES:
             raise ValueError(f"status must be one of {', '.join(ORDER_STATUSES)}")
         order = self.orders[order_id]
+        previous = order["status"]
         order["status"] = status
         order["updated_at"] = self._stamp()
+        if self.observer is not None and previous != status:
+            self.observer.order_status_changed(order, previous)
         return order
 
     # Rebalancing executions (E14, E15)
 
     def execution(self, execution_id: str) -> dict[str, Any]:
+        """The S13 rebalancing execution; a 404 :class:`~.problems.Problem` when there is none."""
         try:
             return self.executions[execution_id]
         except KeyError:
@@ -289,14 +336,22 @@ class PortfolioStore:
                 self.configuration(account_id)
             targets = {"accounts": list(body.accounts)}
             content = ["accounts", sorted(body.accounts)]
+            accounts = sorted(set(body.accounts))
         else:
             assert body.allocations is not None
             for allocation_id in body.allocations:
                 self.allocation(allocation_id)
             targets = {"allocations": list(body.allocations)}
             content = ["allocations", sorted(body.allocations)]
+            wanted = set(body.allocations)
+            accounts = sorted(
+                account for account, configuration in self.configurations.items()
+                if configuration["allocation_id"] in wanted
+            )
         stamp, execution_id = self._stamp(), str(uuid.uuid4())
         execution = {"id": execution_id, "created_at": stamp, "updated_at": stamp, **targets}
         self.executions[execution_id] = execution
         self._created("execution", execution_id, content)
+        if self.observer is not None:
+            self.observer.execution_created(execution, accounts)
         return execution
