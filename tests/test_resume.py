@@ -386,3 +386,17 @@ async def test_checkpointed_export_needs_distinct_accounts(
     with pytest.raises(ValueError, match="distinct"):
         await export(client, Paths.under(tmp_path), accounts=[accounts[0], accounts[0]])
     assert not listing(tmp_path)
+
+
+async def test_lost_completion_line_with_the_output_in_place_does_nothing(
+    client: UpvestClient, small: Sandbox, tmp_path: Path
+) -> None:
+    paths = Paths.under(tmp_path)
+    await export(client, paths)
+    data = paths.checkpoint.read_bytes()
+    paths.checkpoint.write_bytes(data[:data.rindex(b'{"complete"') + 7])  # torn completion
+    accounts = await _accounts(client)
+    before, requests = paths.snapshot(), small.counters.requests
+    summary = await export(client, paths, accounts=accounts)
+    assert summary is not None and summary.skipped == ACCOUNTS and summary.accounts == 0
+    assert paths.snapshot() == before and small.counters.requests == requests

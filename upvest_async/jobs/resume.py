@@ -12,7 +12,9 @@ complete, to ``out``. Before any request is sent and before any file is changed,
   checkpoint line, and the export goes on with the accounts not yet recorded;
 - a complete checkpoint: when the work file is still there and matches (the process died
   between recording completion and renaming), it is renamed to ``out``; otherwise ``out``
-  must exist and match (length and SHA-256), and there is nothing to do.
+  must exist and match (length and SHA-256), and there is nothing to do. The same holds for
+  a checkpoint that records every account but lost its completion line, when the work file
+  is gone and ``out`` matches the last line exactly.
 
 Anything else is refused with :class:`~.checkpoint.CheckpointError` (one line: what does not
 match, and how to start over), leaving every file as it was.
@@ -89,6 +91,10 @@ def plan_resume(
                 f"({_difference(size, state.last)}); put it back, or {_RESTART}")
         return Resume("done", state)
     recorded = f"{len(state.done)} finished accounts, {state.last.offset} bytes"
+    if not work.exists() and len(state.done) == state.accounts and out.exists():
+        same, _, size = _matches(out, state.last)
+        if same and size == state.last.offset:  # only the completion line was lost
+            return Resume("done", state)
     if not work.exists():
         raise CheckpointError(
             f"checkpoint {checkpoint} records {recorded} in {work}, but {work} does not "
