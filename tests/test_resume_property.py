@@ -158,7 +158,8 @@ def run(served: Served, args: list[str], kill: tuple[int, float] | None,
     return os.waitstatus_to_exitcode(status), err.read_text()
 
 
-kills = st.one_of(st.none(), st.tuples(st.integers(0, 6), st.sampled_from([0.0, 0.004, 0.015])))
+# SIGKILL once the checkpoint records k accounts, then after a delay (k = 6: maybe too late).
+kills = st.tuples(st.integers(0, 6), st.sampled_from([0.0, 0.004, 0.015]))
 damages = st.one_of(
     st.just(("none", 0.0)),
     st.tuples(st.sampled_from(["truncate_work", "delete_work", "move_out", "tear_checkpoint"]),
@@ -166,27 +167,32 @@ damages = st.one_of(
 )
 
 
-def damage(kind: str, fraction: float, paths: dict[str, Path], moved: Path) -> None:
-    if kind == "truncate_work" and paths["work"].exists():
-        data = paths["work"].read_bytes()
-        paths["work"].write_bytes(data[:int(len(data) * fraction)])
-    elif kind == "delete_work":
-        paths["work"].unlink(missing_ok=True)
-    elif kind == "move_out" and paths["out"].exists():
+def damage(kind: str, fraction: float, paths: dict[str, Path], moved: Path) -> bool:
+    """Damage the files (``fraction``: where to cut); whether there was something to damage."""
+    target = {"truncate_work": "work", "delete_work": "work", "move_out": "out",
+              "tear_checkpoint": "checkpoint"}.get(kind)
+    if target is None or not paths[target].exists():
+        return False
+    if kind == "delete_work":
+        paths["work"].unlink()
+    elif kind == "move_out":
         paths["out"].replace(moved)
-    elif kind == "tear_checkpoint" and paths["checkpoint"].exists():
-        data = paths["checkpoint"].read_bytes()
-        paths["checkpoint"].write_bytes(data[:int(len(data) * fraction)])
+    else:
+        data = paths[target].read_bytes()
+        paths[target].write_bytes(data[:int(len(data) * fraction)])
+    return True
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fmt=st.sampled_from(["jsonl", "csv"]), list_accounts=st.booleans(), first=kills,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["jsonl", "csv"]), list_accounts=st.booleans(),
+       first=st.one_of(st.none(), kills),
        first_damage=damages, second=st.one_of(st.none(), kills), second_damage=damages)
 def test_resume_is_byte_identical_or_refuses_without_changing_a_file(
     served: Served, tmp_path_factory: pytest.TempPathFactory, fmt: str, list_accounts: bool,
     first: tuple[int, float] | None, first_damage: tuple[str, float],
     second: tuple[int, float] | None, second_damage: tuple[str, float],
 ) -> None:
+    """Every run that exits: 0 and byte-identical, or 2 and no file changed."""
     tmp = tmp_path_factory.mktemp("resume")
     paths = {"out": tmp / f"positions.{fmt}", "work": tmp / f"positions.{fmt}.partial",
              "checkpoint": tmp / "export.checkpoint"}
@@ -198,14 +204,14 @@ def test_resume_is_byte_identical_or_refuses_without_changing_a_file(
     reference = served.reference[fmt]
     # Run, damage, run (maybe killed), damage, then always one run to the end.
     steps: list[tuple[tuple[int, float] | None, tuple[str, float]]] = [(first, first_damage)]
-    if second is not None:
+    if second is not None or first is None:
         steps.append((second, second_damage))
     steps.append((None, ("none", 0.0)))
-    for kill, (kind, fraction) in steps:
+    for number, (kill, (kind, fraction)) in enumerate(steps, start=1):
         before = snapshot(paths)
         status, err = run(served, args, kill, paths["checkpoint"], tmp / "stderr")
         after = snapshot(paths)
-        event(f"exit {status}" + (f" after {kind}" if kind != "none" else ""))
+        event(f"run {number}: exit {status}")
         assert after["out"] is None or after["out"] == reference  # never a wrong output
         if status != -9:
             assert status in (0, 2), err
@@ -215,5 +221,6 @@ def test_resume_is_byte_identical_or_refuses_without_changing_a_file(
                 lines = err.strip().splitlines()
                 assert len(lines) == 1 and "Traceback" not in err, err
                 assert after == before, "a refusal changed a file"
-        damage(kind, fraction, paths, tmp / "moved-away")
+        if damage(kind, fraction, paths, tmp / "moved-away"):
+            event(f"after run {number}: {kind}")
     assert status in (0, 2)
