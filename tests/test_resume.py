@@ -9,6 +9,7 @@ or is refused with :class:`CheckpointError` before any request, leaving every fi
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import random
 import uuid
@@ -400,3 +401,27 @@ async def test_lost_completion_line_with_the_output_in_place_does_nothing(
     summary = await export(client, paths, accounts=accounts)
     assert summary is not None and summary.skipped == ACCOUNTS and summary.accounts == 0
     assert paths.snapshot() == before and small.counters.requests == requests
+
+
+async def test_a_second_run_of_the_same_export_is_refused_while_the_first_runs(
+    client: UpvestClient, small: Sandbox, tmp_path: Path
+) -> None:
+    paths = Paths.under(tmp_path)
+    await export(client, paths, stop_after=1)
+    with paths.checkpoint.open("rb") as held:  # another process's run holds the lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        await refused(client, small, paths, "in use by another running export",
+                      hint="use another --checkpoint path")
+    summary = await export(client, paths)
+    assert summary is not None and summary.skipped == 1
+    assert paths.out.read_bytes() == await reference(client, tmp_path)
+
+
+async def test_deeply_nested_checkpoint_line_is_corrupt_not_a_crash(
+    client: UpvestClient, small: Sandbox, tmp_path: Path
+) -> None:
+    paths = Paths.under(tmp_path)
+    await export(client, paths, stop_after=1)
+    with paths.checkpoint.open("ab") as stream:
+        stream.write(b"[" * 100_000 + b"\n")
+    await refused(client, small, paths, "is corrupt")

@@ -7,8 +7,7 @@ Format version 2; every line is one JSON object ending in ``\\n``:
 1. The header, ``{"upvest_async": "export-checkpoint", "version": 2, "out": <absolute path>,
    "format": "jsonl" | "csv", "accounts": <count>, "accounts_sha256": <hex>}``, where
    ``accounts_sha256`` is the SHA-256 of the account ids in export order, each followed by
-   ``\\n``. It is written to a temporary file that is renamed into place, so a checkpoint never
-   exists without its whole header.
+   ``\\n``. An empty file records nothing (a fresh start); a header cut short is damage.
 2. ``{"start": <bytes>, "sha256": <hex>}``: the work file was created and holds ``start`` bytes
    (the CSV header, or nothing); ``sha256`` is the SHA-256 of those bytes.
 3. One line per finished account, appended after its bytes were written, flushed and fsynced
@@ -19,22 +18,27 @@ Format version 2; every line is one JSON object ending in ``\\n``:
    work file is renamed to ``out`` right after this line, so ``offset``/``sha256`` then
    describe ``out``.
 
+A run holds an exclusive ``flock`` on the checkpoint, so a second run of the same export
+(an overlapping cron job) is refused instead of writing into the first one's files.
+
 A line counts only when it ends in ``\\n``. A torn last line (the process died while appending
 it) is ignored, and cut off before the next line is appended, so it is tolerated on every
 resume, also after a second crash. Any other damage (an unparsable or out-of-order line, an
 unknown format version, a header of another export) is a :class:`CheckpointError`.
 
-What a resume checks, before anything is sent or changed, is in :mod:`.export`
-(``export_positions``); a refusal leaves every file as it was.
+What a resume checks against the work file and the output, before anything is sent or
+changed, is in :mod:`.resume`; a refusal leaves every file as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,7 +46,7 @@ import attrs
 
 __all__ = [
     "VERSION", "Checkpoint", "CheckpointError", "Mark", "accounts_sha256", "discard",
-    "hash_prefix",
+    "hash_prefix", "locked",
 ]
 
 #: The checkpoint format version this release writes and reads.
@@ -98,21 +102,46 @@ def _is_ours(head: bytes) -> bool:
 
 
 def discard(path: Path, work: Path) -> None:
-    """``--restart``: delete the checkpoint ``path`` and the work file ``work`` (each when it
-    exists). Raises :class:`CheckpointError`, deleting nothing, when ``path`` is not an
-    upvest-async checkpoint (so a wrong ``--checkpoint`` never deletes a user's file)."""
+    """``--restart``: empty the checkpoint ``path`` (in place, so a lock held on it by
+    :func:`locked` stays valid; an empty checkpoint records nothing) and delete the work file
+    ``work``. Raises :class:`CheckpointError`, changing nothing, when ``path`` is not an
+    upvest-async checkpoint (so a wrong ``--checkpoint`` never destroys a user's file)."""
     try:
         if path.exists():
-            with path.open("rb") as stream:
-                head = stream.read(len(_MAGIC))
-            if not _is_ours(head):
-                raise CheckpointError(
-                    f"{path} is not an upvest-async export checkpoint; not deleting it "
-                    "(use another --checkpoint path)")
-            path.unlink()
+            with path.open("r+b") as stream:
+                if not _is_ours(stream.read(len(_MAGIC))):
+                    raise CheckpointError(
+                        f"{path} is not an upvest-async export checkpoint; not deleting it "
+                        "(use another --checkpoint path)")
+                stream.truncate(0)
         work.unlink(missing_ok=True)
     except OSError as exc:
         raise CheckpointError(f"cannot discard {exc.filename}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on the checkpoint ``path`` for one run, so
+    that two runs never write the same export; the file is created empty when missing.
+
+    Raises :class:`CheckpointError` when another process holds the lock, or the file cannot
+    be opened for writing.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CheckpointError(f"cannot open checkpoint {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"checkpoint {path} is in use by another running export; wait for it to end, "
+                "or use another --checkpoint path") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 @attrs.define
@@ -166,13 +195,13 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint {path} has format version {version}, this release reads only "
                 f"version {VERSION}: finish it with the release that wrote it, or {_RESTART}")
-        try:
-            state = cls(path=path, out=str(out.resolve()), fmt=fmt,
-                        accounts=int(header["accounts"]),
-                        accounts_sha256=str(header["accounts_sha256"]))
-            recorded = (str(header["out"]), str(header["format"]))
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"checkpoint {path}: line 1 is corrupt; {_RESTART}") from None
+        count, digest = header.get("accounts"), header.get("accounts_sha256")
+        recorded = (header.get("out"), header.get("format"))
+        if (type(count) is not int or not isinstance(digest, str) or not _HEX.fullmatch(digest)
+                or not all(isinstance(value, str) for value in recorded)):
+            raise CheckpointError(f"checkpoint {path}: line 1 is corrupt; {_RESTART}")
+        state = cls(path=path, out=str(out.resolve()), fmt=fmt, accounts=count,
+                    accounts_sha256=digest)
         if recorded != (state.out, fmt):
             raise CheckpointError(
                 f"checkpoint {path} belongs to the export of {recorded[0]} ({recorded[1]}), not "
@@ -216,24 +245,19 @@ class Checkpoint:
 
     @classmethod
     def create(cls, path: Path, *, out: Path, fmt: str, accounts: Sequence[str]) -> Checkpoint:
-        """Write a new checkpoint (header only) at ``path``, replacing what is there, for the
-        export of ``accounts`` to ``out`` in ``fmt``. Raises :class:`OSError`."""
+        """Write a new checkpoint (header only) at ``path``, replacing what is there in place
+        (hold :func:`locked` on it), for the export of ``accounts`` to ``out`` in ``fmt``.
+        Raises :class:`OSError`."""
         state = cls(path=path, out=str(out.resolve()), fmt=fmt, accounts=len(accounts),
                     accounts_sha256=accounts_sha256(accounts))
         header = json.dumps({
             "upvest_async": "export-checkpoint", "version": VERSION, "out": state.out,
             "format": fmt, "accounts": state.accounts, "accounts_sha256": state.accounts_sha256,
         }).encode("utf-8") + b"\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as stream:
-                stream.write(header)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with path.open("wb") as stream:
+            stream.write(header)
+            stream.flush()
+            os.fsync(stream.fileno())
         state._size = state._valid = len(header)
         return state
 
@@ -286,7 +310,7 @@ class Checkpoint:
 def _parse(path: Path, line: bytes, number: int) -> dict[str, Any]:
     try:
         record = json.loads(line.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):
         record = None
     if not isinstance(record, dict):
         raise CheckpointError(f"checkpoint {path}: line {number} is corrupt; {_RESTART}")

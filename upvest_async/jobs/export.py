@@ -39,7 +39,7 @@ from ..client import UpvestClient
 from ..converter import unstructure
 from ..errors import UpvestError
 from ..models import Position
-from .checkpoint import Checkpoint, discard
+from .checkpoint import Checkpoint, discard, locked
 from .files import atomic_text
 from .resume import Resume, WorkFile, plan_resume, work_path
 
@@ -226,38 +226,39 @@ async def _export_resumable(
     restart: bool,
 ) -> None:
     work = work_path(out)
-    if restart:
-        discard(checkpoint_path, work)
-    plan = plan_resume(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
-    if _already_complete(plan, work, out):
-        summary.skipped = len(accounts)
-        if on_resume is not None:
-            on_resume(summary.skipped)
-        return
-    state = plan.state if plan.action == "append" else None
-    if state is None:
-        state = Checkpoint.create(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
-    try:
-        todo = [account for account in accounts if account not in state.done]
-        summary.skipped = len(accounts) - len(todo)
-        if on_resume is not None:
-            on_resume(summary.skipped)
-        with _open_work(work, plan, fmt, state) as stream:
+    with locked(checkpoint_path):
+        if restart:
+            discard(checkpoint_path, work)
+        plan = plan_resume(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
+        if _already_complete(plan, work, out):
+            summary.skipped = len(accounts)
+            if on_resume is not None:
+                on_resume(summary.skipped)
+            return
+        state = plan.state if plan.action == "append" else None
+        if state is None:
+            state = Checkpoint.create(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
+        try:
+            todo = [account for account in accounts if account not in state.done]
+            summary.skipped = len(accounts) - len(todo)
+            if on_resume is not None:
+                on_resume(summary.skipped)
+            with _open_work(work, plan, fmt, state) as stream:
 
-            def write(account: str, positions: list[Position]) -> None:
-                mark = stream.append(render(positions, fmt).encode("utf-8"))
-                state.finished(account, len(positions), mark)
-                summary.accounts += 1
-                summary.positions += len(positions)
-                if on_account is not None:
-                    on_account(account, len(positions))
+                def write(account: str, positions: list[Position]) -> None:
+                    mark = stream.append(render(positions, fmt).encode("utf-8"))
+                    state.finished(account, len(positions), mark)
+                    summary.accounts += 1
+                    summary.positions += len(positions)
+                    if on_account is not None:
+                        on_account(account, len(positions))
 
-            await _stream_accounts(client, todo, concurrency, summary, write)
-        if not summary.failed:  # with failures, the work stays in <out>.partial
-            state.mark_complete()
-            os.replace(work, out)
-    finally:
-        state.close()
+                await _stream_accounts(client, todo, concurrency, summary, write)
+            if not summary.failed:  # with failures, the work stays in <out>.partial
+                state.mark_complete()
+                os.replace(work, out)
+        finally:
+            state.close()
 
 
 def _already_complete(plan: Resume, work: Path, out: Path) -> bool:
