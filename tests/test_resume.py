@@ -425,3 +425,13 @@ async def test_deeply_nested_checkpoint_line_is_corrupt_not_a_crash(
     with paths.checkpoint.open("ab") as stream:
         stream.write(b"[" * 100_000 + b"\n")
     await refused(client, small, paths, "is corrupt")
+
+
+async def test_a_newer_format_version_is_refused(
+    client: UpvestClient, small: Sandbox, tmp_path: Path
+) -> None:
+    paths = Paths.under(tmp_path)
+    await export(client, paths, stop_after=1)
+    data = paths.checkpoint.read_bytes()
+    paths.checkpoint.write_bytes(data.replace(b'"version": 2', b'"version": 3', 1))
+    await refused(client, small, paths, "format version 3", "release that wrote it")

@@ -76,7 +76,8 @@ async def _run(
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Page requests in flight across all accounts.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Record finished accounts here; a re-run skips them and appends the rest.")
+              help="Record finished accounts here; a re-run checks <out>.partial against it, "
+                   "skips them and appends the rest (exit 2, nothing sent, when they differ).")
 @click.option("--restart", is_flag=True,
               help="With --checkpoint: discard the checkpoint and the work file <out>.partial "
                    "and export everything again (--out is replaced only when done).")
