@@ -13,6 +13,7 @@ import click
 from ..errors import ConfigurationError, UpvestError
 from ..jobs.checkpoint import CheckpointError
 from ..jobs.export import ExportSummary, export_positions, list_account_ids
+from ..jobs.resume import plan_resume
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -38,6 +39,7 @@ async def _run(
     max_retries: int | None,
     sandbox: dict[str, Any],
     summary: ExportSummary,
+    restart: bool,
 ) -> None:
     overrides = {} if max_retries is None else {"max_retries": max_retries}
     async with open_client(sandbox, quiet=quiet, **overrides) as client:
@@ -56,6 +58,7 @@ async def _run(
                 client, accounts, out, fmt="csv" if fmt == "csv" else "jsonl",
                 concurrency=concurrency, checkpoint=checkpoint, on_account=advance,
                 summary=summary, on_resume=lambda skipped: progress.update(task, advance=skipped),
+                restart=restart,
             )
         summary.requests = client.stats.requests
         summary.pages = client.stats.pages
@@ -73,7 +76,11 @@ async def _run(
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Page requests in flight across all accounts.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-              help="Record finished accounts here; a re-run skips them and appends the rest.")
+              help="Record finished accounts here; a re-run checks <out>.partial against it, "
+                   "skips them and appends the rest (exit 2, nothing sent, when they differ).")
+@click.option("--restart", is_flag=True,
+              help="With --checkpoint: discard the checkpoint and the work file <out>.partial "
+                   "and export everything again (--out is replaced only when done).")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a machine-readable summary (counts, failed accounts) here.")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=None,
@@ -90,6 +97,7 @@ def export_positions_command(
     summary_json: Path | None,
     max_retries: int | None,
     quiet: bool,
+    restart: bool,
     sandbox_accounts: int,
     sandbox_positions: int,
     sandbox_seed: int,
@@ -97,24 +105,37 @@ def export_positions_command(
     """Export every position of the accounts to a JSONL or CSV file.
 
     Without --account/--accounts-file, the accounts are those of GET /portfolios/configurations.
-    Exit status: 0 complete, 1 some accounts failed (see --summary-json), 2 usage or
-    configuration error, 130 interrupted (the checkpoint, if any, is saved).
+    Exit status: 0 complete, 1 some accounts failed (see --summary-json; the accounts that
+    did export are in <out>.partial, --out is not written), 2 usage or configuration error, or
+    a checkpoint that does not match its files (nothing sent, no file changed), 130
+    interrupted (the checkpoint, if any, is saved).
     """
     target = None if out == "-" else Path(out)
     if checkpoint is not None and target is None:
         raise click.UsageError("--checkpoint needs --out PATH, not standard output")
+    if restart and checkpoint is None:
+        raise click.UsageError("--restart needs --checkpoint PATH")
     ids = read_accounts(accounts, accounts_file)
+    if checkpoint is not None and target is not None and not restart and not ids:
+        try:  # before the accounts are listed: a resume that will be refused sends nothing
+            plan_resume(checkpoint, out=target, fmt=fmt, accounts=None)
+        except CheckpointError as exc:
+            stderr.print(f"checkpoint error: {exc}", markup=False)
+            sys.exit(EXIT_USAGE)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
                "seed": sandbox_seed}
     summary = ExportSummary()
     status = 0
     try:
         asyncio.run(_run(target, ids, fmt, concurrency, quiet, checkpoint, max_retries, sandbox,
-                         summary))
+                         summary, restart))
     except KeyboardInterrupt:
         summary.interrupted = True
         status = EXIT_INTERRUPTED
-    except (ConfigurationError, CheckpointError) as exc:
+    except CheckpointError as exc:
+        stderr.print(f"checkpoint error: {exc}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except ConfigurationError as exc:
         stderr.print(f"configuration error: {exc}")
         sys.exit(EXIT_USAGE)
     except UpvestError as exc:

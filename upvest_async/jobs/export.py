@@ -7,11 +7,14 @@ one position object per line; CSV has a header row and flattens ``instrument`` i
 Where the output goes:
 
 - ``out=None``: standard output, as it is produced.
-- a path, no checkpoint: a temporary file renamed to ``out`` when the export is complete; an
-  interrupted or failed run leaves no file that looks complete.
+- a path, no checkpoint: a temporary file, renamed to ``out`` when the export is complete. When
+  accounts failed it is renamed to ``<out>.partial`` instead (the accounts that did export, for
+  inspection; not resumable) and ``out`` is left as it was; an interrupted run leaves nothing.
 - a path and a checkpoint: the work file ``<out>.partial`` grows account by account and is
-  renamed to ``out`` when complete; the checkpoint (see :mod:`.checkpoint`) lets a re-run skip
-  finished accounts and append the rest, with no gap and no duplicate.
+  renamed to ``out`` when complete (never while accounts failed); the checkpoint (see
+  :mod:`.checkpoint`) lets a re-run skip finished accounts and append the rest, with no gap
+  and no duplicate. A re-run first checks the checkpoint against the work file (or, once
+  complete, the output) and refuses when they do not match (:mod:`.resume`).
 
 An account that fails (after the client's retries) is recorded in the summary with its error
 and request id, and the export goes on with the next account; a checkpointed re-run retries
@@ -28,7 +31,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -36,8 +39,9 @@ from ..client import UpvestClient
 from ..converter import unstructure
 from ..errors import UpvestError
 from ..models import Position
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, discard, locked
 from .files import atomic_text
+from .resume import Resume, WorkFile, plan_resume, work_path
 
 __all__ = ["CSV_COLUMNS", "AccountFailure", "ExportSummary", "export_positions",
            "list_account_ids"]
@@ -153,24 +157,34 @@ async def export_positions(
     on_account: Callable[[str, int], None] | None = None,
     summary: ExportSummary | None = None,
     on_resume: Callable[[int], None] | None = None,
+    restart: bool = False,
 ) -> ExportSummary:
     """Export the positions of ``account_ids`` (in that order) to ``out`` (``None``: stdout).
 
     ``concurrency``: bound on page requests in flight across accounts; ``checkpoint``: make the
-    export resumable (see the module docs; requires a path ``out``); ``on_account(account_id,
-    positions)``: called as each account is written; ``summary``: an object to fill (so a caller
-    still has the figures after a cancellation). Account failures are collected in the
-    summary, not raised. Cancellation (Ctrl-C) stops the export, keeps the checkpoint
-    consistent, and is re-raised after ``summary.interrupted`` is set.
+    export resumable (see the module docs; requires a path ``out`` and distinct accounts);
+    ``restart``: discard ``checkpoint`` and the work file first (:func:`.checkpoint.discard`);
+    ``on_account(account_id, positions)``: called as each account is written; ``summary``: an
+    object to fill (so a caller still has the figures after a cancellation); ``on_resume(n)``:
+    called with the number of accounts a checkpoint already holds. Account failures are
+    collected in the summary, not raised. Cancellation (Ctrl-C) stops the export, keeps the
+    checkpoint consistent, and is re-raised after ``summary.interrupted`` is set.
+
+    Raises :class:`~.checkpoint.CheckpointError`, before any request and changing no file,
+    when the checkpoint cannot be resumed (:mod:`.resume`), and :class:`ValueError` for a
+    checkpoint without ``out`` or with repeated accounts.
     """
     if checkpoint is not None and out is None:
         raise ValueError("a checkpoint needs an output file, not standard output")
+    if checkpoint is not None and len(set(account_ids)) != len(account_ids):
+        raise ValueError("a checkpointed export needs distinct account ids")
     started = time.perf_counter()
     pages_before, requests_before = client.stats.pages, client.stats.requests
     summary = summary if summary is not None else ExportSummary()
     try:
         if checkpoint is None or out is None:
-            with atomic_text(out) as stream:
+            work = None if out is None else work_path(out)
+            with atomic_text(work) as stream:
                 if fmt == "csv":
                     stream.write(csv_header())
 
@@ -182,10 +196,12 @@ async def export_positions(
                         on_account(account, len(positions))
 
                 await _stream_accounts(client, list(account_ids), concurrency, summary, write)
+            if work is not None and out is not None and not summary.failed:
+                os.replace(work, out)  # with failures, the work stays in <out>.partial
         else:
             await _export_resumable(
                 client, list(account_ids), out, fmt, concurrency, checkpoint, summary,
-                on_account, on_resume,
+                on_account, on_resume, restart,
             )
     except asyncio.CancelledError:
         summary.interrupted = True
@@ -207,58 +223,55 @@ async def _export_resumable(
     summary: ExportSummary,
     on_account: Callable[[str, int], None] | None,
     on_resume: Callable[[int], None] | None,
+    restart: bool,
 ) -> None:
-    state = Checkpoint.open(checkpoint_path, out=out, fmt=fmt)
-    work = out.with_name(out.name + ".partial")
-    try:
-        if _already_complete(state, out):
-            summary.skipped = len(state.done)
+    work = work_path(out)
+    with locked(checkpoint_path):
+        if restart:
+            discard(checkpoint_path, work)
+        plan = plan_resume(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
+        if _already_complete(plan, work, out):
+            summary.skipped = len(accounts)
             if on_resume is not None:
                 on_resume(summary.skipped)
             return
-        todo = [account for account in accounts if account not in state.done]
-        summary.skipped = len(accounts) - len(todo)
-        if on_resume is not None:
-            on_resume(summary.skipped)
-        with _open_work(work) as stream:
-            _resume_at(stream, state, fmt)
+        state = plan.state if plan.action == "append" else None
+        if state is None:
+            state = Checkpoint.create(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
+        try:
+            todo = [account for account in accounts if account not in state.done]
+            summary.skipped = len(accounts) - len(todo)
+            if on_resume is not None:
+                on_resume(summary.skipped)
+            with _open_work(work, plan, fmt, state) as stream:
 
-            def write(account: str, positions: list[Position]) -> None:
-                stream.write(render(positions, fmt).encode("utf-8"))
-                stream.flush()
-                os.fsync(stream.fileno())
-                state.finished(account, len(positions), stream.tell())
-                summary.accounts += 1
-                summary.positions += len(positions)
-                if on_account is not None:
-                    on_account(account, len(positions))
+                def write(account: str, positions: list[Position]) -> None:
+                    mark = stream.append(render(positions, fmt).encode("utf-8"))
+                    state.finished(account, len(positions), mark)
+                    summary.accounts += 1
+                    summary.positions += len(positions)
+                    if on_account is not None:
+                        on_account(account, len(positions))
 
-            await _stream_accounts(client, todo, concurrency, summary, write)
-        if not summary.failed:
-            os.replace(work, out)
-            state.mark_complete()
-    finally:
-        state.close()
-
-
-def _already_complete(state: Checkpoint, out: Path) -> bool:
-    return state.complete and out.exists()
+                await _stream_accounts(client, todo, concurrency, summary, write)
+            if not summary.failed:  # with failures, the work stays in <out>.partial
+                state.mark_complete()
+                os.replace(work, out)
+        finally:
+            state.close()
 
 
-def _open_work(work: Path) -> BinaryIO:
-    """Open the work file for update, creating it when missing (local disk, a quick call)."""
-    return work.open("r+b" if work.exists() else "w+b")
+def _already_complete(plan: Resume, work: Path, out: Path) -> bool:
+    """Whether a complete checkpoint leaves nothing to do (after finishing its rename)."""
+    if plan.action == "rename":
+        os.replace(work, out)
+    return plan.action in ("rename", "done")
 
 
-def _resume_at(stream: BinaryIO, state: Checkpoint, fmt: Format) -> None:
-    """Position the work file after the last finished account (truncating anything later)."""
-    if not state.done and state.offset == 0:
-        stream.seek(0)
-        stream.truncate()
-        if fmt == "csv":
-            stream.write(csv_header().encode("utf-8"))
-        stream.flush()
-        state.started(stream.tell())
-        return
-    stream.seek(state.offset)
-    stream.truncate()
+def _open_work(work: Path, plan: Resume, fmt: Format, state: Checkpoint) -> WorkFile:
+    """Open the work file as ``plan`` says; a fresh one gets the CSV header, recorded as the
+    ``start`` of the checkpoint."""
+    stream = WorkFile(work, plan, csv_header().encode("utf-8") if fmt == "csv" else b"")
+    if plan.action == "fresh":
+        state.started(stream.mark)
+    return stream
