@@ -263,10 +263,11 @@ class TokenManager:
         payload = parse_json(body, what="token response", request_id=request_id)
 
         def invalid(field: str, rule: str) -> ResponseValidationError:
-            return ResponseValidationError(rule, path=f"$.{field}", request_id=request_id)
+            return ResponseValidationError(f"token response: {rule}", path=f"$.{field}",
+                                           request_id=request_id)
 
         if not isinstance(payload, dict):
-            raise invalid("", "the token response must be a JSON object")
+            raise invalid("", "must be a JSON object")
         value = payload.get("access_token")
         if not isinstance(value, str) or not value:
             raise invalid("access_token", "access_token must be a non-empty string")

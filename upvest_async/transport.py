@@ -109,11 +109,12 @@ class Limits:
 
 
 def client_timeout(limits: Limits, seconds: float) -> aiohttp.ClientTimeout:
-    """The aiohttp timeouts of one attempt allowed ``seconds`` in total."""
+    """The aiohttp timeouts of one attempt allowed ``seconds`` in total (the connect and read
+    timeouts only when shorter, so that the limit reported is the one that was binding)."""
     return aiohttp.ClientTimeout(
         total=seconds,
-        sock_connect=min(seconds, limits.connect_timeout),
-        sock_read=min(seconds, limits.read_timeout),
+        sock_connect=limits.connect_timeout if limits.connect_timeout < seconds else None,
+        sock_read=limits.read_timeout if limits.read_timeout < seconds else None,
     )
 
 
@@ -124,9 +125,9 @@ def timeout_error(
     allowed ``seconds`` (``deadline``: the call's deadline, when it is what cut ``seconds``)."""
     limit: TimeoutLimit
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        limit, value, why = "connect", min(seconds, limits.connect_timeout), "no connection"
+        limit, value, why = "connect", limits.connect_timeout, "no connection"
     elif isinstance(exc, aiohttp.SocketTimeoutError):
-        limit, value, why = "read", min(seconds, limits.read_timeout), "the server sent nothing"
+        limit, value, why = "read", limits.read_timeout, "the server sent nothing"
     elif deadline is not None:
         limit, value, why = "deadline", deadline, "the call ran out of time"
     else:
