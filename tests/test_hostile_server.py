@@ -95,7 +95,8 @@ class Hostile:
     def client(self, **options: Any) -> UpvestClient:
         settings: dict[str, Any] = {
             "client_id": ACCOUNT, "client_secret": SECRET, "key_id": "k",
-            "private_key": pem(p521_key()), "base_url": self.base_url, "retry_policy": FAST,
+            "private_key": pem(p521_key()),
+            "base_url": options.pop("base_url", None) or self.base_url, "retry_policy": FAST,
             "timeout": 5, **options,
         }
         return UpvestClient(**settings)
