@@ -312,6 +312,11 @@ class _Stream(Generic[K, T]):
             end = None
         if not items:
             return None
+        assert self.bound is not None
+        room = self.bound - self.delivered
+        if 0 < room < len(items):  # deliver up to the bound; the next page raises
+            items = items[:room]
+            end = None
         self._check_bounds(items, meta, offset, request_id)
         if self.remaining is not None:
             self.remaining -= len(items)
