@@ -223,8 +223,8 @@ async def test_token_bodies_and_error_bodies_are_bounded(hostile: Hostile) -> No
 async def test_a_compressed_body_is_limited_after_decompression(hostile: Hostile) -> None:
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
     zeros = b"\0" * 1_000_000
-    bomb = b"".join(packer.compress(zeros) for _ in range(100)) + packer.flush()  # 100 MB
-    assert len(bomb) < 200_000
+    bomb = b"".join(packer.compress(zeros) for _ in range(40)) + packer.flush()  # 40 MB
+    assert len(bomb) < 100_000
     hostile.api = answer(bomb, **{"content-encoding": "gzip"})
     async with hostile.client(max_response_bytes=1_048_576) as client:
         with pytest.raises(ResponseTooLargeError, match="1048576"):
