@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from upvest_async.errors import parse_retry_after
 from .test_hostile_server import (
     ACCOUNT,
     POSITION,
+    TOKEN,
     Hostile,
     answer,
     hostile,
@@ -281,3 +283,16 @@ async def test_a_list_that_lies_about_its_total_count_ends(hostile: Hostile) -> 
             got = [p async for p in listed]
     assert len(got) == 100 and len(hostile.api_requests) <= 6
     assert "stopping at offset 100" in listed.inconsistencies[-1]
+
+
+async def test_an_invalid_answer_quoting_the_token_leaks_nothing(hostile: Hostile) -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        token = request.headers["authorization"]
+        return web.json_response(POSITION, headers={"x-echo": token + "p" * 10_000})
+
+    hostile.api = echo
+    async with hostile.client(max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await retrieve(client)
+    rendered = "".join(traceback.format_exception(caught.value))
+    assert "invalid HTTP answer" in rendered and TOKEN not in rendered

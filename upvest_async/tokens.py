@@ -41,7 +41,14 @@ from .redaction import Secrets
 from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
 from .scopes import TOKEN_PATH, satisfies
 from .stats import ClientStats
-from .transport import Limits, client_timeout, connection_error, read_limited, timeout_error
+from .transport import (
+    Limits,
+    client_timeout,
+    connection_error,
+    read_limited,
+    timeout_error,
+    visible_cause,
+)
 
 __all__ = ["MAX_EXPIRES_IN", "MAX_TOKEN_LENGTH", "AccessToken", "TokenManager"]
 
@@ -250,7 +257,7 @@ class TokenManager:
         except TimeoutError as exc:
             raise timeout_error(exc, what, limits, limits.timeout) from None
         except aiohttp.ClientError as exc:
-            raise connection_error(exc, what) from exc
+            raise connection_error(exc, what) from visible_cause(exc)
         if status != 200:
             raise status_error(
                 status=status, method="POST", path=TOKEN_PATH, body=body, headers=headers,

@@ -42,7 +42,8 @@ from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryabl
 from .stats import ClientStats
 
 __all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport",
-           "client_timeout", "read_limited", "timeout_error"]
+           "client_timeout", "connection_error", "read_limited", "timeout_error",
+           "visible_cause"]
 
 logger = logging.getLogger("upvest_async")
 
@@ -300,7 +301,7 @@ class Transport:
         except TimeoutError as exc:
             raise timeout_error(exc, what, self.limits, timeout, deadline=deadline) from None
         except aiohttp.ClientError as exc:
-            raise connection_error(exc, what) from exc
+            raise connection_error(exc, what) from visible_cause(exc)
         if logger.isEnabledFor(logging.DEBUG):
             request_id = response_headers.get("upvest-request-id")
             logger.debug(
@@ -322,6 +323,12 @@ class Transport:
 def _retryable(exc: BaseException) -> bool:
     # A failed access token request was already retried by the token manager.
     return is_retryable(exc) and not getattr(exc, "token_request", False)
+
+
+def visible_cause(exc: aiohttp.ClientError) -> aiohttp.ClientError | None:
+    """The aiohttp error to chain as ``__cause__``: none for an invalid answer, whose message
+    quotes the server's bytes (which may echo a secret)."""
+    return None if isinstance(exc, aiohttp.ClientResponseError) else exc
 
 
 def connection_error(exc: aiohttp.ClientError, what: str) -> APIConnectionError:
