@@ -82,7 +82,7 @@ async def test_the_call_deadline_is_named_when_it_fires(hostile: Hostile) -> Non
         with pytest.raises(APITimeoutError) as caught:
             await client.with_options(deadline=0.3).positions.retrieve(ACCOUNT, TOKEN_ISIN)
     assert (caught.value.limit, caught.value.seconds) == ("deadline", 0.3)
-    assert "deadline timeout of 0.3 s exceeded" in str(caught.value)
+    assert "deadline of 0.3 s exceeded" in str(caught.value)
 
 
 TOKEN_ISIN = "isin:US0378331005"

@@ -126,18 +126,20 @@ def timeout_error(
     allowed ``seconds`` (``deadline``: the call's deadline, when it is what cut ``seconds``)."""
     limit: TimeoutLimit
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        limit, value, why = "connect", limits.connect_timeout, "no connection"
+        limit, value = "connect", limits.connect_timeout
+        why = f"connect timeout of {value:g} s exceeded (no connection within {value:g} s)"
     elif isinstance(exc, aiohttp.SocketTimeoutError):
-        limit, value, why = "read", limits.read_timeout, "the server sent nothing"
+        limit, value = "read", limits.read_timeout
+        why = f"read timeout of {value:g} s exceeded (the server sent nothing for {value:g} s)"
     elif deadline is not None:
-        limit, value, why = "deadline", deadline, "the call ran out of time"
+        limit, value = "deadline", deadline
+        why = (f"deadline of {value:g} s exceeded (the call, retries and waits included, did "
+               f"not complete within {value:g} s)")
     else:
-        limit, value, why = "total", seconds, "the attempt did not complete"
-    per = " per attempt" if limit == "total" else ""
-    return APITimeoutError(
-        f"{what}: {limit} timeout of {value:g} s{per} exceeded ({why} within {value:g} s)",
-        limit=limit, seconds=value,
-    )
+        limit, value = "total", seconds
+        why = (f"total timeout of {value:g} s per attempt exceeded (the attempt did not "
+               f"complete within {value:g} s)")
+    return APITimeoutError(f"{what}: {why}", limit=limit, seconds=value)
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
@@ -242,7 +244,8 @@ class Transport:
                     seconds, deadline = left, policy.deadline
                 if seconds <= 0:
                     raise APITimeoutError(
-                        f"{method} {path}: deadline of {policy.deadline:g} s exceeded",
+                        f"{method} {path}: deadline of {policy.deadline:g} s exceeded (no time "
+                        "left for another attempt)",
                         limit="deadline", seconds=policy.deadline,
                     )
             try:
