@@ -296,3 +296,65 @@ async def test_an_invalid_answer_quoting_the_token_leaks_nothing(hostile: Hostil
             await retrieve(client)
     rendered = "".join(traceback.format_exception(caught.value))
     assert "invalid HTTP answer" in rendered and TOKEN not in rendered
+
+
+RAW_ANSWERS = [
+    b"garbage that is not HTTP\r\n\r\n",
+    b"HTTP/1.1 200 " + b"R" * 20_000 + b"\r\ncontent-length: 0\r\n\r\n",
+    b"HTTP/1.1 999 Weird\r\ncontent-length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n{\"data\": [",  # then closes: truncated
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"x-a: b\r\n" * 100_000,  # headers that never end
+]
+
+
+@pytest.mark.parametrize("raw", RAW_ANSWERS, ids=[f"raw{i}" for i in range(len(RAW_ANSWERS))])
+async def test_answers_that_are_not_valid_http_are_typed_errors(hostile: Hostile,
+                                                                raw: bytes) -> None:
+    """A raw TCP server for the API calls (the token comes from the loopback look-alike)."""
+    handlers: list[asyncio.Task[Any]] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(raw)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        current = asyncio.current_task()
+        assert current is not None
+        handlers.append(current)
+        try:
+            await answer_raw(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def token(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"access_token": TOKEN, "expires_in": 600})
+
+    hostile.token = token
+    try:
+        client = hostile.client(max_retries=1, read_timeout=1, timeout=3)
+        async with client:
+            transport = client._open()
+            transport._base_url = transport._base_url.with_port(port)  # API calls go to raw
+            with pytest.raises((APIConnectionError, APIStatusError)) as caught:
+                await retrieve(client)
+        assert str(caught.value)
+        if raw.startswith(b"HTTP/1.1 999"):
+            assert isinstance(caught.value, APIStatusError) and caught.value.status == 999
+    finally:
+        server.close()
+        for writer in writers:
+            writer.transport.abort()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
