@@ -9,7 +9,8 @@ never contains a secret (client secret, access token, private key or passphrase)
 - :class:`APIStatusError`: the API answered with a non-2xx status; one subclass per status,
   carrying the RFC 9457 problem details of the body.
 - :class:`APIConnectionError` / :class:`APITimeoutError`: no usable response was received.
-- :class:`ResponseValidationError`: a 2xx body that does not match the documented model.
+- :class:`ResponseValidationError`: a 2xx body that is not strict JSON or does not match the
+  documented model.
 
 Text a server provided (problem details, bodies, headers, request ids, quoted values) passes
 through :func:`upvest_async.redaction.redact` before it is placed in an error, so a server that
@@ -122,7 +123,9 @@ class ResponseTooLargeError(UpvestError):
 
 
 class ResponseValidationError(UpvestError):
-    """A 2xx response body does not match the documented model.
+    """A 2xx response body (an API answer, a list page or the access token answer) cannot be
+    decoded (not strict JSON: see :mod:`upvest_async.json_body`) or does not match the
+    documented model (a missing field, a wrong type, a malformed access token).
 
     Attributes: ``path`` (where in the body), ``request_id`` (``upvest-request-id``).
     """

@@ -100,8 +100,10 @@ def _log_retry(method: str, path: str, state: RetryCallState) -> None:
 class Limits:
     """Per-attempt limits. ``timeout``: seconds for a whole attempt (connect, send, read);
     ``connect_timeout``: seconds to establish a connection; ``read_timeout``: seconds the
-    server may stay silent while answering; ``max_response_bytes``: larger bodies are refused
-    (:class:`~upvest_async.errors.ResponseTooLargeError`)."""
+    server may stay silent while answering; ``max_response_bytes``: larger bodies (API answers,
+    error bodies and access token answers alike, counted after decompression) are refused
+    (:class:`~upvest_async.errors.ResponseTooLargeError`). The access token request has the
+    same limits."""
 
     timeout: float = 60.0
     connect_timeout: float = 10.0
