@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from upvest_async import PaginationError, Position, UpvestClient, UpvestError
+from upvest_async.errors import ResponseValidationError
+from upvest_async.json_body import parse_json
 from upvest_async.pagination import MAX_UNSETTLED
 
 from .keys import p521_key, pem
@@ -279,3 +281,29 @@ def test_lying_list_meta_ends_with_items_or_a_typed_error(
     script: list[dict[str, Any]], page_size: int
 ) -> None:
     asyncio.run(_exercise_pages(script, page_size))
+
+
+# --- the JSON decoder itself -------------------------------------------------------------------
+
+finite_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
+                                                                      max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=finite_json, noise=st.binary(max_size=40), cut=st.integers(min_value=0))
+def test_parse_json_decodes_json_and_refuses_anything_else_with_a_typed_error(
+    value: Any, noise: bytes, cut: int
+) -> None:
+    encoded = json.dumps(value, ensure_ascii=False).encode()
+    assert parse_json(encoded, what="fuzz") == value
+    for body in (noise, encoded[:cut % (len(encoded) + 1)] + noise,
+                 b"[" * (1000 + cut % 5000), encoded.replace(b"1", b"NaN", 1)):
+        try:
+            parse_json(body, what="fuzz")
+        except ResponseValidationError as error:
+            assert "fuzz: body is not JSON" in str(error)

@@ -38,9 +38,10 @@ def parse_json(body: bytes, *, what: str, request_id: str | None = None) -> Any:
     """Decode ``body`` (the bytes of ``what``, e.g. ``"GET /accounts/.../positions"``, used in
     the message) as strict JSON (see the module docs).
 
-    Raises :class:`~upvest_async.errors.ResponseValidationError` saying why the body is not
-    JSON (invalid UTF-8 at byte N, nested too deeply, a non-finite number, a syntax error),
-    with ``request_id`` (the ``upvest-request-id`` of the response).
+    Raises :class:`~upvest_async.errors.ResponseValidationError` with the message
+    ``"<what>: body is not JSON (<reason>)"`` and ``request_id`` (the ``upvest-request-id`` of
+    the response); the reason (invalid UTF-8 at byte N, nested too deeply, a non-finite number,
+    a syntax error) is for people and depends on the decoder, and no other exception escapes.
     """
     try:
         text = body.decode("utf-8")
