@@ -27,12 +27,12 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
 from yarl import URL
 
 from .errors import APIConnectionError, APIStatusError, ResponseValidationError, status_error
@@ -211,7 +211,7 @@ class TokenManager:
             attempts += 1
             return await self._fetch(scopes)
 
-        stop: Any = stop_after_attempt(policy.max_retries + 1)
+        stop: stop_base = stop_after_attempt(policy.max_retries + 1)
         if budget_stop is not None:
             stop = stop | budget_stop
         retrying = AsyncRetrying(
