@@ -294,7 +294,7 @@ finite_json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(value=finite_json, noise=st.binary(max_size=40), cut=st.integers(min_value=0))
 def test_parse_json_decodes_json_and_refuses_anything_else_with_a_typed_error(
     value: Any, noise: bytes, cut: int
