@@ -741,3 +741,85 @@ def test_tenant_mutations_keep_order_and_the_cache_bounded() -> None:
     ).positions(tenant.account_ids[1])
     with pytest.raises(KeyError):
         tenant.set_positions(str(uuid.uuid4()), [])
+
+
+# --- bounds against a server that never lets a list end ---------------------------------------
+
+
+async def test_a_list_that_doubles_while_read_is_delivered_whole() -> None:
+    """Legitimate growth inside the bound (2 x total_count + one page): appended items are
+    delivered, nothing raises."""
+    data = numbers(2000)
+    reads = 0
+
+    def answer(offset: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        nonlocal reads
+        reads += 1
+        visible = data[:min(2000, 1000 + 50 * reads)]  # 50 items appended before each read
+        chunk = visible[offset:offset + limit]
+        return chunk, meta(offset, limit, len(chunk), len(visible))
+
+    request, calls = fake_request(answer)
+    listed = paginator(request, page_size=100, prefetch=3)
+    got = [p async for p in listed]
+    # Everything up to what the last read saw (items appended later are not seen), in order.
+    assert [p.quantity for p in got] == [int(d["quantity"]) for d in data[:len(got)]]
+    assert len(got) > 1400 and len(listed.inconsistencies) >= 2 and len(calls) < 30
+
+
+@pytest.mark.parametrize("strict", [False, True])
+async def test_a_list_growing_without_end_stops_at_the_bound(strict: bool) -> None:
+    reads = 0
+
+    def answer(offset: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        nonlocal reads
+        reads += 1
+        chunk = numbers(offset + limit)[offset:]
+        # The same total on a page's first read, so strict mode sees a consistent list.
+        return chunk, meta(offset, limit, len(chunk), offset + limit + 250)
+
+    request, calls = fake_request(answer)
+    listed = paginator(request, page_size=100, prefetch=2, strict=strict)
+    got: list[Position] = []
+    with pytest.raises(PaginationError) as caught:
+        async for position in listed:
+            got.append(position)
+    if strict:  # the total changes on the second page: strict raises there
+        assert "changed while it was read" in str(caught.value) and len(got) == 100
+    else:  # first total_count 350: at most 2 x 350 + 100 items, then an error
+        assert "followed past 800 items" in str(caught.value)
+        assert len(got) == 800 and caught.value.offset == listed.next_offset == 800
+        assert [p.quantity for p in got] == list(range(800))  # in order, no repeat
+    assert len(calls) < 30
+
+
+async def test_repeated_pages_are_refused_with_a_key_and_bounded_without_one() -> None:
+    page_items = numbers(100)
+
+    def answer(offset: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        return page_items[:limit], meta(offset, limit, min(limit, 100), 10_000)
+
+    request, _ = fake_request(answer)
+    keyed = paginator(request, page_size=100, key=lambda p: p.instrument.uuid)
+    with pytest.raises(PaginationError, match="page at offset 100 repeats") as caught:
+        [p async for p in keyed]
+    assert caught.value.offset == 100
+
+    # Items without a usable hash (a key that returns a list) cannot be fingerprinted: the
+    # list still ends, at its total_count (and could never pass 2 x total_count + one page).
+    request, calls = fake_request(answer)
+    unhashable = paginator(request, page_size=100, key=lambda p: [str(p.instrument.uuid)])
+    assert len(await asyncio.wait_for(_collect(unhashable), timeout=30)) == 10_000
+    assert len(calls) == 100
+
+
+async def test_the_bound_does_not_hinder_resumes_or_max_items() -> None:
+    data = numbers(500)
+
+    def answer(offset: int, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        chunk = data[offset:offset + limit]
+        return chunk, meta(offset, limit, len(chunk), 500)
+
+    request, _ = fake_request(answer)
+    assert len([p async for p in paginator(request, page_size=50, offset=450)]) == 50
+    assert len([p async for p in paginator(request, page_size=7, max_items=499)]) == 499

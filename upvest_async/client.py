@@ -234,6 +234,7 @@ class UpvestClient:
         self._closed = True
         if self._session is not None:
             session, self._session, self._transport = self._session, None, None
+            await self._tokens.aclose()
             await session.close()
 
     def _open(self) -> Transport:
@@ -256,7 +257,8 @@ class UpvestClient:
             ),
             trace_configs=self._trace_configs or None,
         )
-        self._tokens.bind(session, self.base_url, signing)
+        self._tokens.bind(session, self.base_url, signing, limits=self._limits,
+                          policy=self.retry_policy, budget=self.retry_budget)
         self._session = session
         self._transport = Transport(
             session, self.base_url, policy=self.retry_policy, budget=self.retry_budget,

@@ -7,6 +7,8 @@
 - Timestamps (RFC 3339, any number of fractional digits, Q16) become timezone-aware
   :class:`datetime`; a timestamp without offset is rejected.
 - Open enums accept unknown values; unknown fields in responses are ignored.
+- ``str``, ``int`` and ``bool`` fields take exactly that JSON type (no ``"5"`` for ``5``, no
+  ``1`` for ``True``, no number for a string).
 """
 
 from __future__ import annotations
@@ -48,10 +50,30 @@ def _unstructure_attrs(cls: type[Any]) -> Any:
 converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
 
 
+def _preview(value: Any) -> str:
+    """A short quote of a bad value: scalars only (a container may be huge or deeply nested)."""
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return "a large integer"  # (repr of a huge int is slow, or raises)
+    if isinstance(value, str | int | float) or value is None:
+        return f"{value!r:.40}"
+    return type(value).__name__
+
+
 def _structure_decimal(value: Any, _: Any) -> Decimal:
     if not isinstance(value, str) or not value or not _DECIMAL.fullmatch(value) or value == "-":
-        raise ValueError(f"expected a decimal string, got {value!r:.40}")
+        raise ValueError(f"expected a decimal string, got {_preview(value)}")
     return Decimal(value)
+
+
+def _exact(kind: type[Any]) -> Any:
+    def structure_exact(value: Any, cls: Any) -> Any:
+        if cls is not kind:  # a subclass (an enum): its own constructor checks the value
+            return cls(value)
+        if type(value) is not kind:
+            raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure_exact
 
 
 def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
@@ -73,7 +95,7 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
         raise ValueError(f"expected an RFC 3339 timestamp, got {type(value).__name__}")
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        raise ValueError(f"timestamp {value!r:.40} has no UTC offset")
+        raise ValueError(f"timestamp {_preview(value)} has no UTC offset")
     return parsed
 
 
@@ -92,6 +114,8 @@ converter.register_unstructure_hook_func(
     lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), lambda member: member.value
 )
 converter.register_structure_hook(datetime, _structure_datetime)
+for _kind in (str, int, bool):
+    converter.register_structure_hook(_kind, _exact(_kind))
 converter.register_unstructure_hook(datetime, _unstructure_datetime)
 
 
@@ -190,8 +214,10 @@ def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
         first = messages[0] if messages else str(exc)
         message, _, path = first.rpartition(" @ ")
         raise ResponseValidationError(message or first, path=path, request_id=request_id) from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ResponseValidationError(str(exc), request_id=request_id) from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise ResponseValidationError(str(exc)[:200], request_id=request_id) from None
+    except RecursionError:
+        raise ResponseValidationError("nested too deeply", request_id=request_id) from None
 
 
 def unstructure(value: Any) -> Any:

@@ -9,16 +9,23 @@ never contains a secret (client secret, access token, private key or passphrase)
 - :class:`APIStatusError`: the API answered with a non-2xx status; one subclass per status,
   carrying the RFC 9457 problem details of the body.
 - :class:`APIConnectionError` / :class:`APITimeoutError`: no usable response was received.
-- :class:`ResponseValidationError`: a 2xx body that does not match the documented model.
+- :class:`ResponseValidationError`: a 2xx body that is not strict JSON or does not match the
+  documented model.
+
+Text a server provided (problem details, bodies, headers, request ids, quoted values) passes
+through :func:`upvest_async.redaction.redact` before it is placed in an error, so a server that
+echoes the client secret or an access token does not make it appear in a message.
 """
 
 from __future__ import annotations
 
 import email.utils
-import json
+import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from .redaction import redact, redact_bytes
 
 __all__ = [
     "APIConnectionError",
@@ -76,16 +83,38 @@ class ValidationError(UpvestError, ValueError):
 
 
 class APIConnectionError(UpvestError):
-    """The request could not be completed: connection refused, reset or closed early.
+    """The request could not be completed: connection refused, reset or closed early, or an
+    answer that is not HTTP (e.g. a header line longer than 8190 bytes).
 
-    ``attempts``: how many attempts the call made before giving up.
+    ``attempts``: how many attempts the call made before giving up; ``token_request``: the
+    error is that of the access token request (``POST /auth/token``), which was already retried
+    (its ``attempts``) for every call waiting for that token.
     """
 
     attempts: int = 1
+    token_request: bool = False
+
+
+#: The limits an :class:`APITimeoutError` names.
+TimeoutLimit = Literal["connect", "read", "total", "deadline"]
 
 
 class APITimeoutError(APIConnectionError):
-    """The call did not complete within its timeout (seconds, per call)."""
+    """A time limit fired before the answer was complete.
+
+    Attributes: ``limit``, which one: ``"connect"`` (``connect_timeout``: establishing the
+    connection), ``"read"`` (``read_timeout``: the server sent nothing for that long),
+    ``"total"`` (``timeout``: one attempt, from sending to the last body byte) or
+    ``"deadline"`` (the call's ``deadline``, all attempts and waits included); ``seconds``:
+    that limit's value in seconds. ``None`` for both when unknown.
+    """
+
+    def __init__(
+        self, message: str, *, limit: TimeoutLimit | None = None, seconds: float | None = None
+    ) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        super().__init__(message)
 
 
 class ResponseTooLargeError(UpvestError):
@@ -94,12 +123,16 @@ class ResponseTooLargeError(UpvestError):
 
 
 class ResponseValidationError(UpvestError):
-    """A 2xx response body does not match the documented model.
+    """A 2xx response body (an API answer, a list page or the access token answer) cannot be
+    decoded (not strict JSON: see :mod:`upvest_async.json_body`) or does not match the
+    documented model (a missing field, a wrong type, a malformed access token).
 
     Attributes: ``path`` (where in the body), ``request_id`` (``upvest-request-id``).
     """
 
     def __init__(self, message: str, *, path: str = "", request_id: str | None = None) -> None:
+        message, path = redact(message), redact(path)
+        request_id = redact(request_id) if request_id else request_id
         self.path = path
         self.request_id = request_id
         suffix = f" (request id {request_id})" if request_id else ""
@@ -112,9 +145,13 @@ class APIStatusError(UpvestError):
 
     Attributes: ``status`` (HTTP status), ``type``, ``title``, ``detail``, ``instance`` (RFC 9457
     problem details, ``None`` when absent), ``request_id`` (from the body, else the
-    ``upvest-request-id`` header), ``body`` (the raw response bytes), ``headers``, and ``attempts``
-    (how many attempts the call made).
+    ``upvest-request-id`` header), ``body`` (the raw response bytes), ``headers``, ``attempts``
+    (how many attempts the call made) and ``token_request`` (the answer of the access token
+    request, already retried for every call waiting for that token). Known secrets are
+    redacted from ``body``, ``headers`` and the problem details.
     """
+
+    token_request: bool = False
 
     def __init__(
         self,
@@ -130,15 +167,15 @@ class APIStatusError(UpvestError):
         self.status = status
         self.method = method
         self.path = path
-        self.body = body
-        self.headers = dict(headers)
+        self.body = redact_bytes(body)
+        self.headers = {name: redact(value) for name, value in headers.items()}
         self.attempts = attempts
         if problem is None:
             problem = parse_problem(body)
 
         def text(key: str) -> str | None:
             value = problem.get(key)
-            return value if isinstance(value, str) else None
+            return redact(value) if isinstance(value, str) else None
 
         self.type = text("type")
         self.title = text("title")
@@ -148,7 +185,12 @@ class APIStatusError(UpvestError):
         super().__init__(self._one_line())
 
     def _one_line(self) -> str:
-        summary = self.detail or self.title or self.type or "no problem details"
+        summary = self.detail or self.title or self.type or (
+            "redirects are not followed" if 300 <= self.status < 400 else "no problem details"
+        )
+        # One line, and bounded: a server's detail may be long or span lines.
+        summary = " ".join("".join(c if c.isprintable() else " " for c in summary[:2000])
+                           .split())[:500]
         request = f" (request id {self.request_id})" if self.request_id else ""
         return f"{self.status} on {self.method} {self.path}: {summary}{request}"
 
@@ -224,10 +266,15 @@ _BY_PROBLEM_TYPE: dict[tuple[int, str], type[APIStatusError]] = {
 
 
 def parse_problem(body: bytes) -> dict[str, Any]:
-    """The problem-details object of an error body (RFC 9457); ``{}`` when it is not one."""
+    """The problem-details object of an error body (RFC 9457); ``{}`` when it is not one
+    (not JSON by :func:`upvest_async.json_body.parse_json`'s rules, or not an object)."""
+    from .json_body import parse_json  # (json_body imports this module)
+
+    if not body:
+        return {}
     try:
-        parsed = json.loads(body) if body else {}
-    except ValueError:
+        parsed = parse_json(body, what="error body")
+    except ResponseValidationError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
@@ -258,22 +305,26 @@ def status_error(
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Parse ``Retry-After`` (RFC 9110, section 10.2.3) into seconds from ``now``.
 
-    Accepts delta-seconds or an HTTP-date; returns ``None`` when absent or unparsable, and
-    never a negative number.
+    Accepts delta-seconds (ASCII digits only) or an HTTP-date; returns ``None`` when absent or
+    unparsable (a negative number, a fraction, garbage), and never a negative number. Huge
+    values come back as they are (``1e9``): the retry policy caps the wait.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value) if len(value) <= 15 else 1e15
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        reference = time.time() if now is None else now
+        return max(0.0, when.timestamp() - reference)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:
-        return None
-    reference = time.time() if now is None else now
-    return max(0.0, when.timestamp() - reference)
+
+
+_DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
 class PaginationError(UpvestError):
@@ -296,6 +347,8 @@ class PaginationError(UpvestError):
         received_total_count: int | None = None,
         request_id: str | None = None,
     ) -> None:
+        reason = redact(reason)
+        request_id = redact(request_id) if request_id else request_id
         self.reason = reason
         self.path = path
         self.offset = offset

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextvars
-import json
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
+
+from .json_body import parse_json
 
 __all__ = ["APIResponse", "RawResponse", "capture_responses", "record_response"]
 
@@ -32,8 +33,10 @@ class RawResponse:
         return self.headers.get("upvest-request-id")
 
     def json(self) -> Any:
-        """The body parsed as JSON (raises :class:`ValueError` when it is not JSON)."""
-        return json.loads(self.body)
+        """The body parsed as JSON by :func:`~upvest_async.json_body.parse_json` (raises
+        :class:`~upvest_async.errors.ResponseValidationError` when it is not JSON)."""
+        return parse_json(self.body, what=f"{self.method} {self.path}",
+                          request_id=self.request_id)
 
 
 @attrs.frozen

@@ -5,6 +5,11 @@ Every attempt is a new ``session.request``, so it passes through the token and s
 middlewares again (new ``nonce``, new ``created``, a renewed access token when needed), while
 the body bytes and the ``idempotency-key`` stay the same for all attempts of one call. The
 retry loop is ``tenacity``'s; the decisions are in :mod:`upvest_async.retries`.
+
+Redirects are never followed: a request is signed for one target URI, and a redirect could take
+the access token to another host. A 3xx answer is an :class:`~upvest_async.errors.APIStatusError`.
+Every body is read up to ``max_response_bytes`` and no further
+(:class:`~upvest_async.errors.ResponseTooLargeError`).
 """
 
 from __future__ import annotations
@@ -27,14 +32,18 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     ResponseTooLargeError,
+    TimeoutLimit,
     ValidationError,
     status_error,
 )
+from .redaction import redact
 from .responses import RawResponse, record_response
 from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
 from .stats import ClientStats
 
-__all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport"]
+__all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport",
+           "client_timeout", "connection_error", "read_limited", "timeout_error",
+           "visible_cause"]
 
 logger = logging.getLogger("upvest_async")
 
@@ -91,8 +100,10 @@ def _log_retry(method: str, path: str, state: RetryCallState) -> None:
 class Limits:
     """Per-attempt limits. ``timeout``: seconds for a whole attempt (connect, send, read);
     ``connect_timeout``: seconds to establish a connection; ``read_timeout``: seconds the
-    server may stay silent while answering; ``max_response_bytes``: larger bodies are refused
-    (:class:`~upvest_async.errors.ResponseTooLargeError`)."""
+    server may stay silent while answering; ``max_response_bytes``: larger bodies (API answers,
+    error bodies and access token answers alike, counted after decompression) are refused
+    (:class:`~upvest_async.errors.ResponseTooLargeError`). The access token request has the
+    same limits."""
 
     timeout: float = 60.0
     connect_timeout: float = 10.0
@@ -100,7 +111,43 @@ class Limits:
     max_response_bytes: int = 32 * 1024 * 1024
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+def client_timeout(limits: Limits, seconds: float) -> aiohttp.ClientTimeout:
+    """The aiohttp timeouts of one attempt allowed ``seconds`` in total (the connect and read
+    timeouts only when shorter, so that the limit reported is the one that was binding)."""
+    return aiohttp.ClientTimeout(
+        total=seconds,
+        sock_connect=limits.connect_timeout if limits.connect_timeout < seconds else None,
+        sock_read=limits.read_timeout if limits.read_timeout < seconds else None,
+    )
+
+
+def timeout_error(
+    exc: TimeoutError, what: str, limits: Limits, seconds: float, *, deadline: float | None = None
+) -> APITimeoutError:
+    """The :class:`~upvest_async.errors.APITimeoutError` for an attempt of ``what`` that was
+    allowed ``seconds`` (``deadline``: the call's deadline, when it is what cut ``seconds``)."""
+    limit: TimeoutLimit
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        limit, value = "connect", limits.connect_timeout
+        why = f"connect timeout of {value:g} s exceeded (no connection within {value:g} s)"
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        limit, value = "read", limits.read_timeout
+        why = f"read timeout of {value:g} s exceeded (the server sent nothing for {value:g} s)"
+    elif deadline is not None:
+        limit, value = "deadline", deadline
+        why = (f"deadline of {value:g} s exceeded (the call, retries and waits included, did "
+               f"not complete within {value:g} s)")
+    else:
+        limit, value = "total", seconds
+        why = (f"total timeout of {value:g} s per attempt exceeded (the attempt did not "
+               f"complete within {value:g} s)")
+    return APITimeoutError(f"{what}: {why}", limit=limit, seconds=value)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The body of ``response``, refused with
+    :class:`~upvest_async.errors.ResponseTooLargeError` as soon as it is known to exceed
+    ``limit`` bytes (declared ``content-length``, or bytes received; after decompression)."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise ResponseTooLargeError(f"{what}: response of {declared} bytes exceeds {limit}")
@@ -192,17 +239,26 @@ class Transport:
             if attempts > 1:
                 self._stats.retries += 1
             seconds = float(timeout)
+            deadline: float | None = None
             if policy.deadline is not None:
-                seconds = min(seconds, policy.deadline - (time.monotonic() - started))
+                left = policy.deadline - (time.monotonic() - started)
+                if left < seconds:
+                    seconds, deadline = left, policy.deadline
                 if seconds <= 0:
-                    raise APITimeoutError(f"{method} {path}: deadline of "
-                                          f"{policy.deadline:g} s exceeded")
+                    raise APITimeoutError(
+                        f"{method} {path}: deadline of {policy.deadline:g} s exceeded (no time "
+                        "left for another attempt)",
+                        limit="deadline", seconds=policy.deadline,
+                    )
             try:
-                return await self._attempt(method, path, url, headers, body, seconds, attempts)
+                return await self._attempt(
+                    method, path, url, headers, body, seconds, attempts, deadline
+                )
             except (APIConnectionError, APIStatusError) as exc:
-                # Also errors of the token request made inside this attempt, which know
-                # nothing of the call's attempts.
-                exc.attempts = attempts
+                # The token request's errors keep their own count: the token manager retried
+                # that request for every call waiting for the token.
+                if not exc.token_request:
+                    exc.attempts = attempts
                 raise
 
         budget_stop = BudgetStop(self.budget)
@@ -212,7 +268,7 @@ class Transport:
         retrying = AsyncRetrying(
             stop=stop | budget_stop,
             wait=policy.wait,
-            retry=retry_if_exception(is_retryable),
+            retry=retry_if_exception(_retryable),
             before_sleep=lambda state: _log_retry(method, path, state),
             reraise=True,
         )
@@ -235,34 +291,30 @@ class Transport:
         body: bytes | None,
         timeout: float,
         attempt_number: int,
+        deadline: float | None = None,
     ) -> RawResponse:
         started = time.monotonic()
+        what = f"{method} {path}"
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=timeout,
-                    sock_connect=min(timeout, self.limits.connect_timeout),
-                    sock_read=min(timeout, self.limits.read_timeout),
-                ),
+                method, url, data=body, headers=headers, allow_redirects=False,
+                timeout=client_timeout(self.limits, timeout),
             ) as response:
-                content = await _read_limited(
-                    response, self.limits.max_response_bytes, f"{method} {path}"
-                )
+                content = await read_limited(response, self.limits.max_response_bytes, what)
                 status = response.status
                 response_headers = {k.lower(): v for k, v in response.headers.items()}
-        except TimeoutError:
-            raise APITimeoutError(
-                f"{method} {path} got no response within {timeout:g} s"
-            ) from None
+        except TimeoutError as exc:
+            raise timeout_error(exc, what, self.limits, timeout, deadline=deadline) from None
         except aiohttp.ClientError as exc:
-            raise APIConnectionError(f"{method} {path} failed: {type(exc).__name__}") from exc
-        logger.debug(
-            "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
-            method, path, status, (time.monotonic() - started) * 1000, attempt_number,
-            response_headers.get("upvest-request-id"),
-        )
-        if status >= 400:
+            raise connection_error(exc, what) from visible_cause(exc)
+        if logger.isEnabledFor(logging.DEBUG):
+            request_id = response_headers.get("upvest-request-id")
+            logger.debug(
+                "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
+                method, path, status, (time.monotonic() - started) * 1000, attempt_number,
+                redact(request_id) if request_id else None,
+            )
+        if status >= 300:  # redirects are not followed (see the module docs)
             raise status_error(
                 status=status, method=method, path=path, body=content,
                 headers=response_headers, attempts=attempt_number,
@@ -271,3 +323,24 @@ class Transport:
             method=method, path=path, status=status, headers=response_headers, body=content,
             attempts=attempt_number,
         )
+
+
+def _retryable(exc: BaseException) -> bool:
+    # A failed access token request was already retried by the token manager.
+    return is_retryable(exc) and not getattr(exc, "token_request", False)
+
+
+def visible_cause(exc: aiohttp.ClientError) -> aiohttp.ClientError | None:
+    """The aiohttp error to chain as ``__cause__``: none for an invalid answer, whose message
+    quotes the server's bytes (which may echo a secret)."""
+    return None if isinstance(exc, aiohttp.ClientResponseError) else exc
+
+
+def connection_error(exc: aiohttp.ClientError, what: str) -> APIConnectionError:
+    """The :class:`~upvest_async.errors.APIConnectionError` for an aiohttp failure of
+    ``what``: the exception's class name, and why for an answer that is not valid HTTP."""
+    reason = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 400 and exc.message:
+        # aiohttp's parser: "Got more than 8190 bytes when reading Header value is too long."
+        reason += f": invalid HTTP answer ({' '.join(str(exc.message).split())[:120]})"
+    return APIConnectionError(f"{what} failed: {redact(reason)}")

@@ -48,6 +48,15 @@ delivery order, so the pages needed next go first.
    Changes that keep ``total_count`` and every page's size (an insertion and a removal between
    two page reads) cannot be seen with offset paging, in either mode.
 
+3. **Bounds**, in every mode, against a server that never lets a list end: one iteration
+   delivers at most ``GROWTH_FACTOR * total_count + limit`` items (:data:`GROWTH_FACTOR` = 2;
+   the ``total_count`` of the first page and the ``limit`` of the first request), which leaves
+   room for a list that legitimately grows while it is read; and a chunk of items that repeats
+   one already delivered (same length, same first and last item, compared by ``key``) is never
+   delivered again (a server that ignores ``offset`` and answers the same page forever). Either
+   raises :class:`~upvest_async.PaginationError` with ``offset`` right after the last item
+   delivered.
+
 **Cancellation.** Leaving the loop (``break``, an exception, the consuming task cancelled)
 cancels the page requests in flight and awaits them: no task outlives the iteration and no
 warning is emitted. Python closes an abandoned async generator through the event loop's hooks a
@@ -55,12 +64,13 @@ few loop iterations later; use ``contextlib.aclosing(paginator.pages())`` (or
 ``aclosing(aiter(paginator))``) to clean up at once.
 """
 
-from .limits import DEFAULT_PREFETCH, MAX_LIMIT, MAX_UNSETTLED, RequestFunction
+from .limits import DEFAULT_PREFETCH, GROWTH_FACTOR, MAX_LIMIT, MAX_UNSETTLED, RequestFunction
 from .pages import parse_page
 from .paginator import Paginator, chain_pages
 
 __all__ = [
     "DEFAULT_PREFETCH",
+    "GROWTH_FACTOR",
     "MAX_LIMIT",
     "MAX_UNSETTLED",
     "Paginator",

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from ..responses import RawResponse
 
-__all__ = ["DEFAULT_PREFETCH", "INCONSISTENCIES_KEPT", "MAX_LIMIT", "MAX_UNSETTLED",
-           "RequestFunction", "logger"]
+__all__ = ["DEFAULT_PREFETCH", "GROWTH_FACTOR", "INCONSISTENCIES_KEPT", "MAX_LIMIT",
+           "MAX_UNSETTLED", "RequestFunction", "logger"]
 
 logger = logging.getLogger("upvest_async")
 
@@ -21,5 +21,8 @@ MAX_LIMIT = 1000
 DEFAULT_PREFETCH = 8
 #: Inconsistent pages in a row, with no item delivered in between, before giving up.
 MAX_UNSETTLED = 8
+#: One iteration delivers at most ``GROWTH_FACTOR * total_count + page_size`` items, with
+#: the ``total_count`` and ``page_size`` of its first page; past that it raises.
+GROWTH_FACTOR = 2
 #: Inconsistencies a paginator remembers (``paginator.inconsistencies``).
 INCONSISTENCIES_KEPT = 100

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from ..converter import converter, structure
 from ..errors import ResponseValidationError
+from ..json_body import parse_json
 from ..models import Meta, Page
 
 __all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
@@ -26,10 +26,7 @@ def parse_page(body: bytes, item_type: type[T], *, request_id: str | None = None
 
 def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]]:
     """The typed ``meta`` and the raw ``data`` items of a list response body."""
-    try:
-        document: Any = json.loads(body)
-    except ValueError:
-        raise ResponseValidationError("body is not JSON", request_id=request_id) from None
+    document: Any = parse_json(body, what="list page", request_id=request_id)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ResponseValidationError("expected an object with a data array", path="$.data",
                                       request_id=request_id)

@@ -16,7 +16,7 @@ from ..errors import PaginationError
 from ..models import Meta, Page
 from ..responses import RawResponse
 from .gate import _Slot
-from .limits import MAX_LIMIT, MAX_UNSETTLED, logger
+from .limits import GROWTH_FACTOR, MAX_LIMIT, MAX_UNSETTLED, logger
 from .pages import parse_envelope, structure_items
 
 if TYPE_CHECKING:
@@ -52,6 +52,11 @@ class _Stream(Generic[K, T]):
         self.tail: collections.deque[list[T]] = collections.deque(maxlen=2)
         self.unsettled = 0
         self.finished = False
+        # Bounds against a server that never lets a list end: items delivered so far, the
+        # most allowed (set by the first page), and a fingerprint of every chunk delivered.
+        self.delivered = 0
+        self.bound: int | None = None
+        self.fingerprints: set[tuple[int, int, int]] = set()
 
     # Planning and launching (called by the scheduler and by the first page's task).
 
@@ -106,6 +111,7 @@ class _Stream(Generic[K, T]):
         meta, data = parse_envelope(response.body, request_id)
         self._check_response(meta, len(data), offset, limit, request_id)
         self.total = meta.total_count
+        self.bound = GROWTH_FACTOR * max(0, meta.total_count) + limit
         if 0 < meta.limit < limit:  # the server serves fewer than asked: its maximum
             self.page_size = self.read_limit = meta.limit
         if data:
@@ -192,7 +198,7 @@ class _Stream(Generic[K, T]):
             if count == 0:
                 self.finished = True
                 return None
-            return self._deliver(page.items, meta, slot.offset)
+            return self._deliver(page.items, meta, slot.offset, request_id=request_id)
         if meta.total_count != self.total:
             reason = f"total_count changed from {self.total} to {meta.total_count}"
         else:
@@ -220,7 +226,7 @@ class _Stream(Generic[K, T]):
             self.finished = True
             return None
         self._note(f"{reason}: re-reading from offset {slot.offset + count}")
-        delivered = self._deliver(page.items, meta, slot.offset)
+        delivered = self._deliver(page.items, meta, slot.offset, request_id=request_id)
         if not first_page:
             self._plan_from(slot.offset + count)
             self.scheduler.refill()
@@ -257,7 +263,8 @@ class _Stream(Generic[K, T]):
                 f"continuing at offset {start + first}; items near it may be skipped or repeated"
             )
         fresh = [item for item in items[first:] if not delivered_before(item)]
-        delivered = self._deliver(fresh, page.meta, start + first, end=start + len(items))
+        delivered = self._deliver(fresh, page.meta, start + first, end=start + len(items),
+                                  request_id=response.request_id)
         if delivered is None:
             self.next_offset = self.paginator.next_offset = start + first
         self._plan_from(start + len(items))
@@ -294,19 +301,27 @@ class _Stream(Generic[K, T]):
         return None, False, delivered_before
 
     def _deliver(
-        self, items: list[T], meta: Meta, offset: int, *, end: int | None = None
+        self, items: list[T], meta: Meta, offset: int, *, end: int | None = None,
+        request_id: str | None = None,
     ) -> Page[T] | None:
         """Hand out ``items`` (from ``offset``; the reading position moves to ``end``,
-        default right after them), trimmed to ``max_items``."""
+        default right after them), trimmed to ``max_items``; raise instead when they repeat a
+        chunk already delivered or go past the bound."""
+        if self.remaining is not None and len(items) > self.remaining:
+            items = items[:self.remaining]
+            end = None
+        if not items:
+            return None
+        assert self.bound is not None
+        room = self.bound - self.delivered
+        if 0 < room < len(items):  # deliver up to the bound; the next page raises
+            items = items[:room]
+            end = None
+        self._check_bounds(items, meta, offset, request_id)
         if self.remaining is not None:
-            if len(items) > self.remaining:
-                items = items[:self.remaining]
-                end = None
             self.remaining -= len(items)
             if self.remaining == 0:
                 self.plan_end = self.plan_offset
-        if not items:
-            return None
         self.next_offset = offset + len(items) if end is None else end
         self.paginator.next_offset = self.next_offset
         self.tail.append(items)
@@ -314,3 +329,31 @@ class _Stream(Generic[K, T]):
         if meta.offset != offset or meta.count != len(items):
             meta = attrs.evolve(meta, offset=offset, count=len(items))
         return Page(items=items, meta=meta)
+
+    def _check_bounds(
+        self, items: list[T], meta: Meta, offset: int, request_id: str | None
+    ) -> None:
+        """Raise when delivering ``items`` would pass the bound on items, or repeat a chunk
+        already delivered (same length, same first and last item, by ``key``)."""
+        assert self.bound is not None
+        if self.delivered + len(items) > self.bound:
+            raise self._error(
+                f"the list was followed past {self.bound} items ({GROWTH_FACTOR} x the "
+                f"total_count of its first page, plus one page): it keeps growing",
+                meta.total_count, request_id,
+            )
+        key = self.paginator.key
+        try:
+            first, last = (items[0], items[-1]) if key is None else (
+                key(items[0]), key(items[-1]))
+            fingerprint = (len(items), hash(first), hash(last))
+        except TypeError:  # unhashable items and no key: the bound on items still holds
+            fingerprint = None
+        if fingerprint is not None:
+            if fingerprint in self.fingerprints:
+                raise self._error(
+                    f"the page at offset {offset} repeats items already delivered (a server "
+                    "that ignores offset?)", meta.total_count, request_id,
+                )
+            self.fingerprints.add(fingerprint)
+        self.delivered += len(items)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..converter import structure
-from ..errors import ResponseValidationError
+from ..json_body import parse_json
 from ..responses import RawResponse
 from ..transport import RequestOptions
 from ..validation import check_choice, check_timestamp, check_uuid
@@ -58,12 +57,8 @@ class Resource:
 def decode(response: RawResponse, cls: type[T]) -> T:
     """Decode a 2xx JSON body into ``cls``; :class:`ResponseValidationError` when it is not JSON
     or does not match the model (naming the field and the request id)."""
-    try:
-        document: Any = json.loads(response.body)
-    except ValueError:
-        raise ResponseValidationError(
-            "body is not JSON", request_id=response.request_id
-        ) from None
+    document: Any = parse_json(response.body, what=f"{response.method} {response.path}",
+                               request_id=response.request_id)
     return structure(document, cls, request_id=response.request_id)
 
 
