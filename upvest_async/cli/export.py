@@ -18,11 +18,11 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     open_client,
-    read_accounts,
     sandbox_options,
     stderr,
     write_json,
 )
+from .preflight import check_export
 from .progress import accounts_progress
 
 __all__ = ["export_positions_command"]
@@ -101,9 +101,7 @@ def export_positions_command(
     configuration error, 130 interrupted (the checkpoint, if any, is saved).
     """
     target = None if out == "-" else Path(out)
-    if checkpoint is not None and target is None:
-        raise click.UsageError("--checkpoint needs --out PATH, not standard output")
-    ids = read_accounts(accounts, accounts_file)
+    ids = check_export(target, accounts, accounts_file, checkpoint, summary_json)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
                "seed": sandbox_seed}
     summary = ExportSummary()
