@@ -17,7 +17,7 @@ import click
 from ..errors import ConfigurationError, UpvestError
 from ..jobs.batch import RebalanceResult, batch_idempotency_key
 from ..jobs.export import list_account_ids
-from ..jobs.rebalance import RebalanceSummary, run_rebalance
+from ..jobs.rebalance import RebalanceSummary, check_plan, run_rebalance
 from ..jobs.report import PreviousReport, ReportError, load_report
 from .common import (
     EXIT_FAILED,
@@ -56,6 +56,8 @@ async def _run(
     async with open_client(sandbox, quiet=quiet, **overrides) as client:
         if accounts is None:  # --all-accounts
             accounts = await list_account_ids(client)
+            check_plan(accounts, options["batch_id"], options["group_size"], previous,
+                       dry_run=options["dry_run"])
         if options["dry_run"]:
             _print_plan(accounts, options)
         with accounts_progress(quiet=quiet, unit="triggered") as progress:
@@ -88,7 +90,8 @@ def _print_plan(accounts: list[str], options: dict[str, Any]) -> None:
 
 def _preflight(
     out: Path, accounts: tuple[str, ...], accounts_file: Path | None, all_accounts: bool,
-    batch_id: str | None, dry_run: bool, summary_json: Path | None, overwrite: bool,
+    batch_id: str | None, dry_run: bool, group_size: int, summary_json: Path | None,
+    overwrite: bool,
 ) -> tuple[list[str] | None, PreviousReport | None]:
     """Everything checked before the first request (README "When things go wrong")."""
     given = bool(accounts) or accounts_file is not None
@@ -108,9 +111,13 @@ def _preflight(
     if overwrite:
         return ids, None
     try:
-        return ids, load_report(out, batch_id)
+        previous = load_report(out, batch_id)
+        # With --all-accounts the accounts are known after the listing: checked then.
+        if ids is not None or dry_run:
+            check_plan(ids or [], batch_id, group_size, previous, dry_run=dry_run)
     except ReportError as exc:
         raise PreflightError("--out", str(exc)) from None
+    return ids, previous
 
 
 @click.command("rebalance")
@@ -169,7 +176,7 @@ def rebalance_command(
     interrupted.
     """
     ids, previous = _preflight(out, accounts, accounts_file, all_accounts, batch_id, dry_run,
-                               summary_json, overwrite)
+                               group_size, summary_json, overwrite)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
                "seed": sandbox_seed}
     options = {"concurrency": concurrency, "batch_id": batch_id, "group_size": group_size,
