@@ -123,8 +123,8 @@ async def test_rebalance_batch_twice_under_lost_responses_creates_one_execution_
         for attempt in range(2):
             report = tmp_path / f"report-{attempt}.jsonl"
             status, _, err = await run(sandbox, "rebalance", "--out", str(report),
-                                       "--all-accounts", "--batch-id", "2026-11-21-nightly", "--concurrency",
-                                       "8", "--max-retries", "10", "--quiet")
+                                       "--all-accounts", "--batch-id", "2026-11-21-nightly",
+                                       "--concurrency", "8", "--max-retries", "10", "--quiet")
             assert status == 0, err
             reports.append([json.loads(line) for line in report.read_text().splitlines()])
         first, second = reports

@@ -135,6 +135,7 @@ async def trigger_many(
                            batch_id=batch_id)
     results: dict[str, RebalanceResult] = {}
     semaphore = asyncio.Semaphore(concurrency)
+    halted = False
 
     async def publish(result: RebalanceResult) -> None:
         results[result.account_id] = result
@@ -159,6 +160,8 @@ async def trigger_many(
             return
         options: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
         async with semaphore:
+            if halted:  # another group failed unexpectedly: send nothing more
+                return
             if on_send is not None:
                 outcome = on_send(key, group)
                 if outcome is not None:
@@ -186,7 +189,15 @@ async def trigger_many(
         for result in failed:
             await publish(result)
 
-    await _run_all([run(group) for group in _groups(accounts, group_size)])
+    async def guarded(group: list[str]) -> None:
+        nonlocal halted
+        try:
+            await run(group)
+        except BaseException:
+            halted = True
+            raise
+
+    await _run_all([guarded(group) for group in _groups(accounts, group_size)])
     return [results[account] for account in accounts]
 
 
