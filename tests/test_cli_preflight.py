@@ -281,3 +281,21 @@ def test_a_rerun_of_a_finished_batch_sends_nothing(tmp_path: Path) -> None:
     assert out.read_text() == first  # the same record, carried over
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["triggered"] == 1 and summary["requests"] == 0
+
+
+def test_a_swallowed_option_is_not_a_path_nor_a_batch_id(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # "--out --dry-run" would otherwise be a real run to ./--dry-run
+    refused(tmp_path, "rebalance", "--out", "--dry-run", "--batch-id", "b", "--account", A,
+            expect=("--out", "looks like an option", "./--dry-run"))
+    refused(tmp_path, "rebalance", "--out", "r.jsonl", "--batch-id", "--dry-run",
+            "--account", A, expect=("--batch-id", "looks like an option"))
+
+
+def test_an_existing_checkpoint_must_be_one_of_this_export(tmp_path: Path) -> None:
+    write(tmp_path / "notes.txt", "my notes\n")
+    refused(tmp_path, "export-positions", "--out", str(tmp_path / "o.jsonl"), "--checkpoint",
+            str(tmp_path / "notes.txt"), expect=("--checkpoint", "not an upvest-async checkpoint"))
+    write(tmp_path / "bin.ckpt", b"\xff\xfe\n")
+    refused(tmp_path, "export-positions", "--out", str(tmp_path / "o.jsonl"), "--checkpoint",
+            str(tmp_path / "bin.ckpt"), expect=("--checkpoint", "not a readable checkpoint"))

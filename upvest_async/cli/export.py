@@ -101,7 +101,7 @@ def export_positions_command(
     configuration error, 130 interrupted (the checkpoint, if any, is saved).
     """
     target = None if out == "-" else Path(out)
-    ids = check_export(target, accounts, accounts_file, checkpoint, summary_json)
+    ids = check_export(target, accounts, accounts_file, checkpoint, summary_json, fmt=fmt)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
                "seed": sandbox_seed}
     summary = ExportSummary()

@@ -9,11 +9,13 @@ Rules (the README section "When things go wrong" lists them for users):
   trailing ``# comments`` ignored; a file that lists no id, a malformed id (named
   ``FILE:LINE``) and the same account twice (compared as UUIDs, both places named) are refused;
 - every path written (``--out``, ``--summary-json``, ``--checkpoint``, the work file
-  ``<out>.partial``): not empty, no NUL byte, a name the file system can hold, not a directory
-  or other non-regular file, its parent an existing, writable directory; no two of them (nor
-  the ``--accounts-file`` read) resolve to the same file;
+  ``<out>.partial``): not empty, not starting with ``-`` (a swallowed option such as
+  ``--out --dry-run``; write ``./-name``), no NUL byte, a name the file system can hold, not
+  a directory or other non-regular file, its parent an existing, writable directory; no two
+  of them (nor the ``--accounts-file`` read) resolve to the same file; an existing
+  ``--checkpoint`` must be a checkpoint of this export;
 - the batch id: 1 to :data:`MAX_BATCH_ID` characters, no control or format characters, no
-  leading or trailing white space, valid Unicode.
+  leading or trailing white space, not starting with ``-``, valid Unicode.
 
 Nothing here sends a request or creates a file.
 """
@@ -134,6 +136,8 @@ def check_batch_id(batch_id: str | None, *, required: bool, option: str = "--bat
         raise PreflightError(option, "must be valid UTF-8 text") from None
     if any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in batch_id):
         raise PreflightError(option, "must not contain control or format characters")
+    if batch_id.startswith("-"):
+        raise PreflightError(option, f"{batch_id[:40]!r} looks like an option, not a batch id")
     if batch_id != batch_id.strip():
         raise PreflightError(option, "must not start or end with white space")
 
@@ -168,6 +172,9 @@ def _check_writable(option: str, path: Path) -> None:
         raise PreflightError(option, "must not be empty")
     if b"\0" in raw:
         raise PreflightError(option, "must not contain a NUL byte")
+    if raw.startswith(b"-"):
+        raise PreflightError(option, f"{shown(path)} looks like an option (for a file of that "
+                                     f"name write ./{shown(path)})")
     if raw.endswith(b"/") or path.name in {"", ".", ".."}:
         raise PreflightError(option, f"{shown(path)} names a directory, not a file")
     parent = path.parent
@@ -198,9 +205,13 @@ def check_export(
     accounts_file: Path | None,
     checkpoint: Path | None,
     summary_json: Path | None,
+    *,
+    fmt: str = "jsonl",
+    verify_checkpoint: bool = True,
 ) -> list[str]:
     """The pre-flight of ``export-positions`` (``out``: ``None`` for standard output); returns
-    the account ids (empty: every configured account)."""
+    the account ids (empty: every configured account). ``verify_checkpoint``: an existing
+    ``--checkpoint`` must be one for this ``out`` and ``fmt`` (read, never written, here)."""
     if checkpoint is not None and out is None:
         raise PreflightError("--checkpoint", "needs --out PATH, not standard output")
     ids = read_accounts(accounts, accounts_file)
@@ -214,4 +225,18 @@ def check_export(
     if summary_json is not None:
         writes.append(("--summary-json", summary_json))
     check_paths(writes, [("--accounts-file", accounts_file)] if accounts_file else [])
+    if checkpoint is not None and out is not None and verify_checkpoint and checkpoint.exists():
+        _check_checkpoint(checkpoint, out, fmt)
     return ids
+
+
+def _check_checkpoint(path: Path, out: Path, fmt: str) -> None:
+    from ..jobs.checkpoint import Checkpoint, CheckpointError
+
+    try:
+        Checkpoint.open(path, out=out, fmt=fmt).close()  # an existing file is only read
+    except CheckpointError as exc:
+        raise PreflightError("--checkpoint", str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise PreflightError("--checkpoint", f"{shown(path)} is not a readable checkpoint "
+                                             f"({type(exc).__name__})") from None
