@@ -68,8 +68,9 @@ def test_an_unexpected_error_still_writes_report_and_summary(
     report = rows(out)  # finished: one line per account, in input order
     assert [r["account_id"] for r in report] == accounts
     assert [r["status"] for r in report] == ["triggered"] * 2 + ["unknown"] + ["not_sent"] * 3
-    assert f"account {accounts[2]} unknown:" in result.stderr
-    assert "no request id (no answer received)" in result.stderr
+    assert (f"account {accounts[2]} unknown: sent with idempotency key "
+            f"{report[2]['idempotency_key']}, no answer received") in result.stderr
+    assert "3 accounts not sent; re-run with the same --batch-id" in result.stderr
     data = json.loads(summary.read_text())
     assert data["exit_status"] == 1 and data["error"] == error
     assert (data["triggered"], data["unknown"], data["not_sent"]) == (2, 1, 3)
@@ -161,3 +162,20 @@ async def test_kill_9_at_a_random_point_leaves_a_record_of_every_trigger(
             if row["idempotency_key"] in received & unanswered:
                 assert row["replayed"] is True
         assert created <= groups
+
+
+def test_a_runtime_failure_names_the_account_and_the_request_id(
+    tmp_path: Path, no_credentials: None
+) -> None:
+    good, = Tenant(accounts=1, positions_per_account=1, seed=0).account_ids
+    stranger = "7b8f2c1e-0000-4000-8000-000000000001"
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(main, [
+        "rebalance", "--out", str(out), "--batch-id", "b", "--account", good, "--account",
+        stranger, "--sandbox-accounts", "1", "--sandbox-positions", "1", "--quiet"])
+    assert result.exit_code == 1
+    failed = rows(out)[1]
+    assert failed["status"] == "failed" and failed["request_id"]
+    [line] = [line for line in result.stderr.splitlines() if stranger in line]
+    assert line.startswith(f"account {stranger} failed: 404 ")
+    assert f"request id {failed['request_id']}" in line

@@ -4,18 +4,20 @@ Bulk commands use the ``UPVEST_API_*`` credentials when set, otherwise an embedd
 started in-process. Exit statuses: 0 complete, 1 some accounts failed (or an unexpected error,
 after the summary and report are written), 2 usage or configuration error, 130 interrupted.
 A usage error is one line on standard error, ``upvest-async <command>: error: <option>: <rule>``,
-with no usage block and no traceback (:class:`OneLineErrors`).
+with no usage block and no traceback (:class:`OneLineErrors`); so is an unexpected exception
+(exit 1; ``UPVEST_ASYNC_TRACEBACK=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from .common import EXIT_INTERRUPTED, one_line
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, one_line
 from .export import export_positions_command
 from .preflight import shown
 from .rebalance import rebalance_command
@@ -26,7 +28,8 @@ __all__ = ["OneLineErrors", "main"]
 
 class OneLineErrors(click.Group):
     """A group whose usage errors (click's own and :class:`~.preflight.PreflightError`) are
-    printed as one line and exit with their status (2), without click's "Usage:/Try" block."""
+    printed as one line and exit with their status (2), without click's "Usage:/Try" block;
+    an unexpected exception is one line too, exit 1."""
 
     def main(
         self,
@@ -50,6 +53,13 @@ class OneLineErrors(click.Group):
         except click.Abort:
             click.echo("upvest-async: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: one line, unless asked for the traceback
+            if os.environ.get("UPVEST_ASYNC_TRACEBACK"):
+                raise
+            click.echo(shown(one_line(f"upvest-async: unexpected {type(exc).__name__}: {exc} "
+                                      "(set UPVEST_ASYNC_TRACEBACK=1 for the traceback)")),
+                       err=True)
+            sys.exit(EXIT_FAILED)
         if not standalone_mode:
             return status
         sys.exit(status if isinstance(status, int) else 0)

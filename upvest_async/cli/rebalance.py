@@ -222,16 +222,24 @@ def rebalance_command(
 
 
 def _print_failures(results: list[RebalanceResult]) -> None:
-    """One line per account not triggered: account, status, error and request id."""
-    bad = [r for r in results if r.status in {"failed", "unknown", "not_sent"}]
+    """One line per account failed or unknown (account, error, request id or idempotency
+    key), then the count of accounts not sent."""
+    bad = [r for r in results if r.status in {"failed", "unknown"}]
     for result in bad[:_SHOWN_FAILURES]:
-        request = (f"request id {result.request_id}" if result.request_id
-                   else "no request id (no answer received)")
-        error = result.error or ""
-        if result.request_id and result.request_id in error:
-            request = ""
-        stderr.print(one_line(f"account {result.account_id} {result.status}: {error}"
-                              + (f" ({request})" if request else "")), markup=False)
+        if result.status == "unknown":
+            line = (f"account {result.account_id} unknown: sent with idempotency key "
+                    f"{result.idempotency_key}, no answer received; re-run the batch")
+        else:
+            line = f"account {result.account_id} failed: {result.error}"
+            if not result.request_id:
+                line += " (no request id: no answer received)"
+            elif result.request_id not in line:
+                line += f" (request id {result.request_id})"
+        stderr.print(one_line(line), markup=False)
     if len(bad) > _SHOWN_FAILURES:
-        stderr.print(f"... and {len(bad) - _SHOWN_FAILURES:,} more accounts not triggered; "
+        stderr.print(f"... and {len(bad) - _SHOWN_FAILURES:,} more accounts failed or unknown; "
                      "see the report", markup=False)
+    not_sent = sum(r.status == "not_sent" for r in results)
+    if not_sent:
+        stderr.print(f"{not_sent:,} accounts not sent; re-run with the same --batch-id and "
+                     "--out to send them", markup=False)
