@@ -299,3 +299,13 @@ def test_an_existing_checkpoint_must_be_one_of_this_export(tmp_path: Path) -> No
     write(tmp_path / "bin.ckpt", b"\xff\xfe\n")
     refused(tmp_path, "export-positions", "--out", str(tmp_path / "o.jsonl"), "--checkpoint",
             str(tmp_path / "bin.ckpt"), expect=("--checkpoint", "not a readable checkpoint"))
+
+
+def test_a_plan_of_another_batch_may_be_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    plan = invoke("rebalance", "--out", str(out), "--account", A, "--dry-run", "--quiet")
+    assert plan.exit_code == 0, plan.stderr
+    result = invoke(*rebalance_args(tmp_path, out, "--quiet"))
+    assert result.exit_code == 0, result.stderr
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["status"], row["batch_id"]) == ("triggered", "b")

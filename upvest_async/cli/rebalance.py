@@ -191,6 +191,8 @@ def rebalance_command(
         raise PreflightError("--out", str(exc)) from None
     except ConfigurationError as exc:
         stderr.print(one_line(f"configuration error: {exc}"), markup=False)
+        if not summary.results:  # nothing was sent and no report was written
+            sys.exit(EXIT_USAGE)
         status = EXIT_USAGE
     except UpvestError as exc:
         error = one_line(f"rebalance failed: {exc}")

@@ -142,11 +142,11 @@ async def run_rebalance(
     finally:
         results = [_final(account, known.get(account), keys.get(account, ""))
                    for account in account_ids]
-        journal.finish(results)
         summary.count(results)
         summary.requests = client.stats.requests - requests
         summary.token_requests = client.stats.token_requests - tokens
         summary.seconds = time.perf_counter() - started
+        journal.finish(results)
     return summary, results
 
 

@@ -81,8 +81,9 @@ def to_record(result: RebalanceResult, batch_id: str | None) -> dict[str, Any]:
 
 
 def load_report(path: Path, batch_id: str | None) -> PreviousReport | None:
-    """The report at ``path`` of batch ``batch_id``, ``None`` when there is no file; raises
-    :class:`ReportError` when the file is not a report, is damaged, or is of another batch."""
+    """The report at ``path`` of batch ``batch_id``, ``None`` when there is no file (a plan of
+    another batch, nothing sent, counts as empty); raises :class:`ReportError` when the file is
+    not a report, is damaged, or records triggers of another batch."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -91,6 +92,7 @@ def load_report(path: Path, batch_id: str | None) -> PreviousReport | None:
         raise ReportError(f"cannot read {path}: {exc.strerror}") from None
     size = data.rfind(b"\n") + 1  # a torn last line was never followed by a send
     results: dict[str, RebalanceResult] = {}
+    foreign: object = None
     for number, line in enumerate(data[:size].splitlines(), start=1):
         try:
             record = json.loads(line)
@@ -103,11 +105,14 @@ def load_report(path: Path, batch_id: str | None) -> PreviousReport | None:
         except (ValueError, TypeError, RecursionError):
             raise ReportError(f"{path}:{number} is not a line of a rebalance report (use "
                               "another --out, or --overwrite to replace the file)") from None
-        if record["batch_id"] != batch_id:
-            raise ReportError(f"{path} is the report of batch {record['batch_id']!r:.80}, not "
-                              f"{batch_id!r:.80} (use another --out, or --overwrite to "
-                              "replace it)")
+        if record["batch_id"] != batch_id and foreign is None:
+            foreign = record["batch_id"]
         results[result.account_id] = result
+    if foreign is not None:
+        if all(r.status == "planned" for r in results.values()):
+            return PreviousReport(results={}, size=0)  # a plan: nothing was sent
+        raise ReportError(f"{path} is the report of batch {foreign!r:.80}, not "
+                          f"{batch_id!r:.80} (use another --out, or --overwrite to replace it)")
     return PreviousReport(results=results, size=size)
 
 
