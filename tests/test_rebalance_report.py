@@ -179,3 +179,25 @@ def test_a_runtime_failure_names_the_account_and_the_request_id(
     [line] = [line for line in result.stderr.splitlines() if stranger in line]
     assert line.startswith(f"account {stranger} failed: 404 ")
     assert f"request id {failed['request_id']}" in line
+
+
+def test_load_report_drops_a_torn_tail_and_refuses_damage(tmp_path: Path) -> None:
+    from upvest_async.jobs.batch import RebalanceResult
+    from upvest_async.jobs.report import ReportError, load_report, to_record
+
+    account = Tenant(accounts=1, positions_per_account=1, seed=0).account_ids[0]
+    line = json.dumps(to_record(RebalanceResult(account, "sending", "k"), "b")).encode() + b"\n"
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(line + line[:20])
+    previous = load_report(path, "b")
+    assert previous is not None and previous.size == len(line)
+    assert previous.results[account].status == "sending" and previous.sent_keys == {"k"}
+    assert load_report(tmp_path / "missing", "b") is None
+    for damage in [b"[" * 100_000 + b"\n", b"\xff\xfe\n", b'{"account_id": 1}\n', b"null\n",
+                   line.replace(b'"sending"', b'"exploded"')]:
+        path.write_bytes(damage + line)
+        with pytest.raises(ReportError, match=r"r\.jsonl:1 is not a line of a rebalance report"):
+            load_report(path, "b")
+    path.write_bytes(line)
+    with pytest.raises(ReportError, match="report of batch 'b', not 'c'"):
+        load_report(path, "c")

@@ -39,6 +39,8 @@ class OneLineErrors(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        """Run the command line as :meth:`click.Group.main` does, printing errors as one
+        line (see the class docstring) and exiting with the command's status."""
         try:
             status = super().main(args, prog_name, complete_var, standalone_mode=False,
                                   **extra)

@@ -42,11 +42,21 @@ import attrs
 from .batch import RebalanceResult
 from .files import atomic_text
 
-__all__ = ["RECORD_KEYS", "PreviousReport", "ReportError", "ReportJournal", "load_report"]
+__all__ = [
+    "RECORD_KEYS",
+    "SENT",
+    "STATUSES",
+    "PreviousReport",
+    "ReportError",
+    "ReportJournal",
+    "load_report",
+    "to_record",
+]
 
 RECORD_KEYS = ("account_id", "batch_id", "idempotency_key", "status", "execution_id",
                "attempts", "error", "request_id", "replayed")
 
+#: Every status a report line may hold.
 STATUSES = frozenset({"sending", "triggered", "failed", "unknown", "not_sent", "planned"})
 #: Statuses meaning the trigger was (or may have been) sent.
 SENT = frozenset({"sending", "triggered", "failed", "unknown"})
@@ -72,10 +82,12 @@ class PreviousReport:
 
     @property
     def any_sent(self) -> bool:
+        """Whether an earlier run sent (or may have sent) any trigger."""
         return bool(self.sent_keys)
 
 
 def to_record(result: RebalanceResult, batch_id: str | None) -> dict[str, Any]:
+    """One report line's object: :data:`RECORD_KEYS`, in that order."""
     data = result.as_dict()
     return {key: batch_id if key == "batch_id" else data[key] for key in RECORD_KEYS}
 
@@ -164,6 +176,7 @@ class ReportJournal:
         _fsync_dir(self.path.parent)
 
     def close(self) -> None:
+        """Fsync and close the journal (idempotent); :meth:`finish` calls it."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
