@@ -118,10 +118,11 @@ async def run_rebalance(
     known: dict[str, RebalanceResult] = {}
     journal = ReportJournal.create(out, batch_id, previous if carried else None)
 
-    def send(key: str, group: list[str]) -> None:
+    async def send(key: str, group: list[str]) -> None:
         intents = [RebalanceResult(account, "sending", key) for account in group]
-        journal.record(intents, durable=True)
+        journal.record(intents, durable=False)
         known.update((r.account_id, r) for r in intents)
+        await journal.sync()  # durable before the trigger is sent
 
     def collect(result: RebalanceResult) -> None:
         if result.status == "triggered" and result.idempotency_key in sent_before \

@@ -16,9 +16,9 @@ Every line is one JSON object with the same keys, :data:`RECORD_KEYS`: ``account
 
 Lifecycle (see :class:`ReportJournal`): the file is created and fsynced, with its directory
 entry, before the first trigger; before a trigger is sent one ``sending`` line per account is
-written with a single ``write(2)`` and ``fdatasync``; each result is written as soon as it is
-known (one ``write(2)``: it survives ``kill -9``; it is fsynced at the end). When the run
-ends, however it ends short of ``kill -9``, the file is replaced atomically by one line per
+written with a single ``write(2)`` and ``fdatasync`` (in a worker thread, so concurrent groups'
+syncs overlap); each result is written as soon as it is known (one ``write(2)``: it
+survives ``kill -9``; it is fsynced at the end). When the run ends, however it ends short of ``kill -9``, the file is replaced atomically by one line per
 account in input order (``sending`` becomes ``unknown``). After ``kill -9`` the journal stays:
 read it last-line-wins. A torn last line (no newline) was never followed by a send; the next
 run of the batch drops it.
@@ -30,6 +30,7 @@ the same idempotency keys.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -166,6 +167,13 @@ class ReportJournal:
             view = view[os.write(self._fd, view):]
         if durable:
             os.fdatasync(self._fd)
+
+    async def sync(self) -> None:
+        """``fdatasync`` the journal in a worker thread, so that the syncs of concurrent
+        groups overlap instead of blocking the event loop one after another."""
+        if self._fd is None:
+            raise ValueError("the report is closed")
+        await asyncio.to_thread(os.fdatasync, self._fd)
 
     def finish(self, results: Sequence[RebalanceResult]) -> None:
         """Replace the journal atomically by one line per result (in order) and close it."""
