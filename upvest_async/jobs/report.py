@@ -18,8 +18,9 @@ Lifecycle (see :class:`ReportJournal`): the file is created and fsynced, with it
 entry, before the first trigger; before a trigger is sent one ``sending`` line per account is
 written with a single ``write(2)`` and ``fdatasync`` (in a worker thread, so concurrent groups'
 syncs overlap); each result is written as soon as it is known (one ``write(2)``: it
-survives ``kill -9``; it is fsynced at the end). When the run ends, however it ends short of ``kill -9``, the file is replaced atomically by one line per
-account in input order (``sending`` becomes ``unknown``). After ``kill -9`` the journal stays:
+survives ``kill -9``; it is fsynced at the end). When the run ends, however it ends short
+of ``kill -9``, the file is replaced atomically by one line per account in input order
+(``sending`` becomes ``unknown``). After ``kill -9`` the journal stays:
 read it last-line-wins. A torn last line (no newline) was never followed by a send; the next
 run of the batch drops it.
 
