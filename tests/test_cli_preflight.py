@@ -272,11 +272,13 @@ def test_a_rerun_with_other_groups_is_refused(tmp_path: Path) -> None:
             expect=("--out", f"records account {B}"))
 
 
-def test_a_rerun_of_a_finished_batch_sends_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_rerun_of_a_finished_batch_sends_nothing(tmp_path: Path, overwrite: list[str]) -> None:
     out = tmp_path / "r.jsonl"
     assert invoke(*rebalance_args(tmp_path, out, "--quiet")).exit_code == 0
     first = out.read_text()
-    result = invoke(*rebalance_args(tmp_path, out, "--summary-json", str(tmp_path / "s.json")))
+    result = invoke(*rebalance_args(tmp_path, out, "--summary-json", str(tmp_path / "s.json"),
+                                    *overwrite))  # a report of this batch is never replaced
     assert result.exit_code == 0, result.stderr
     assert out.read_text() == first  # the same record, carried over
     summary = json.loads((tmp_path / "s.json").read_text())

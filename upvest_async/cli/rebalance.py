@@ -108,10 +108,13 @@ def _preflight(
         raise PreflightError("--out", "the report must be a file, not standard output")
     writes = [("--out", out)] + ([("--summary-json", summary_json)] if summary_json else [])
     check_paths(writes, [("--accounts-file", accounts_file)] if accounts_file else [])
-    if overwrite:
-        return ids, None
     try:
-        previous = load_report(out, batch_id)
+        try:
+            previous = load_report(out, batch_id)
+        except ReportError:
+            if not overwrite:
+                raise
+            return ids, None  # not a report of this batch: replaced
         # With --all-accounts the accounts are known after the listing: checked then.
         if ids is not None or dry_run:
             check_plan(ids or [], batch_id, group_size, previous, dry_run=dry_run)
@@ -145,8 +148,9 @@ def _preflight(
 @click.option("--summary-json", type=click.Path(path_type=Path),
               help="Write a machine-readable summary here.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace what --out holds (a report of another batch, or any file) instead "
-                   "of refusing.")
+              help="Replace what --out holds when it is not a report of this batch (a report "
+                   "of another batch, or any file) instead of refusing. A report of this batch "
+                   "is always reconciled, never replaced.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
 @sandbox_options
 def rebalance_command(
