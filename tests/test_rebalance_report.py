@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,12 @@ async def settle(sandbox: Sandbox) -> None:
     raise AssertionError("the sandbox kept answering")
 
 
-@pytest.mark.parametrize(("seed", "group_size"), [(1, 1), (4, 3), (3, 1)])
-async def test_kill_9_at_a_random_point_leaves_a_record_of_every_trigger(
-    tmp_path: Path, seed: int, group_size: int
+@pytest.mark.parametrize(("seed", "group_size", "stop"), [
+    (1, 1, signal.SIGKILL), (4, 3, signal.SIGKILL), (3, 1, signal.SIGKILL),
+    (5, 2, signal.SIGINT),
+])
+async def test_killed_at_a_random_point_leaves_a_record_of_every_trigger(
+    tmp_path: Path, seed: int, group_size: int, stop: signal.Signals
 ) -> None:
     chance = random.Random(seed)
     async with Sandbox(accounts=24, positions_per_account=1, seed=seed) as sandbox:
@@ -127,16 +131,21 @@ async def test_kill_9_at_a_random_point_leaves_a_record_of_every_trigger(
                 break
             await asyncio.sleep(0.005)
         await asyncio.sleep(chance.uniform(0.0, 0.06))
-        process.kill()
+        process.send_signal(stop)
         await process.wait()
         await settle(sandbox)
+        if stop == signal.SIGINT:  # Ctrl-C: finished, one line per account, exit 130
+            assert process.returncode == 130
+            finished = rows(out)
+            assert [r["account_id"] for r in finished] == sandbox.tenant.account_ids
+            assert {r["status"] for r in finished} <= {"triggered", "unknown", "not_sent"}
 
         received = {e.headers["idempotency-key"] for e in sandbox.state.journal
                     if e.method == "POST" and e.path == EXECUTIONS}
         created = len(sandbox.portfolios.executions)
         state = last_state(out)
         recorded = {r["idempotency_key"] for r in state.values()
-                    if r["status"] in {"sending", "triggered", "failed"}}
+                    if r["status"] in {"sending", "triggered", "failed", "unknown"}}
         assert received <= recorded  # every trigger the server received is in the report
         assert all(r["batch_id"] == f"b{seed}" for r in state.values())
         if seed == 1:  # a crash in the middle of writing a line
@@ -157,7 +166,8 @@ async def test_kill_9_at_a_random_point_leaves_a_record_of_every_trigger(
             == groups
         # Keys the server had executed but whose answer the first run never recorded are
         # reported as replays; nothing new was created for them.
-        unanswered = {r["idempotency_key"] for r in state.values() if r["status"] == "sending"}
+        unanswered = {r["idempotency_key"] for r in state.values()
+                      if r["status"] in {"sending", "unknown"}}
         for row in final:
             if row["idempotency_key"] in received & unanswered:
                 assert row["replayed"] is True
