@@ -125,14 +125,16 @@ async def test_rebalance_batch_twice_under_lost_responses_creates_one_execution_
         for attempt in range(2):
             report = tmp_path / f"report-{attempt}.jsonl"
             status, _, err = await run(sandbox, "rebalance", "--out", str(report),
-                                       "--batch-id", "2026-11-21-nightly", "--concurrency",
-                                       "8", "--max-retries", "10", "--quiet")
+                                       "--all-accounts", "--batch-id", "2026-11-21-nightly",
+                                       "--concurrency", "8", "--max-retries", "10", "--quiet")
             assert status == 0, err
             reports.append([json.loads(line) for line in report.read_text().splitlines()])
         first, second = reports
         assert [r["account_id"] for r in first] == sandbox.tenant.account_ids
-        assert all(set(r) == {"account_id", "execution_id", "status", "attempts", "error",
-                              "request_id", "idempotency_key"} for r in first)
+        assert all(set(r) == {"account_id", "batch_id", "execution_id", "status", "attempts",
+                              "error", "request_id", "idempotency_key", "replayed"}
+                   for r in first)
+        assert all(r["replayed"] for r in second)  # the sandbox marks its replays
         assert [r["execution_id"] for r in first] == [r["execution_id"] for r in second]
         assert all(r["status"] == "triggered" for r in first + second)
         assert len(sandbox.portfolios.executions) == 30
@@ -147,6 +149,7 @@ async def test_rebalance_batch_twice_under_lost_responses_creates_one_execution_
 async def test_rebalance_dry_run_and_groups(tenant_sandbox: Sandbox, tmp_path: Path) -> None:
     report = tmp_path / "plan.jsonl"
     status, out, _ = await run(tenant_sandbox, "rebalance", "--out", str(report), "--dry-run",
+                               "--all-accounts",
                                "--batch-id", "b", "--group-size", "5", "--quiet")
     assert status == 0
     assert out.count("POST /portfolios/rebalancings/executions") == 3  # 12 accounts / 5
@@ -154,7 +157,7 @@ async def test_rebalance_dry_run_and_groups(tenant_sandbox: Sandbox, tmp_path: P
     assert {json.loads(line)["status"] for line in report.read_text().splitlines()} == {
         "planned"}
     status, _, _ = await run(tenant_sandbox, "rebalance", "--out", str(report), "--batch-id",
-                             "b", "--group-size", "5", "--quiet")
+                             "b", "--group-size", "5", "--quiet", "--all-accounts")
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert status == 0 and len(rows) == 12 and tenant_sandbox.counters.created["execution"] == 3
     assert len({r["execution_id"] for r in rows}) == 3
@@ -167,5 +170,6 @@ async def test_usage_errors_exit_2(tenant_sandbox: Sandbox, tmp_path: Path) -> N
     accounts = tmp_path / "accounts.txt"
     accounts.write_text("not-an-account\n")
     status, _, err = await run(tenant_sandbox, "rebalance", "--out", str(tmp_path / "r"),
-                               "--accounts-file", str(accounts))
-    assert status == 2 and "account_id" in err
+                               "--accounts-file", str(accounts), "--batch-id", "b")
+    assert status == 2 and "--accounts-file" in err and "accounts.txt:1" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -67,7 +67,8 @@ def test_export_csv_for_chosen_accounts(tmp_path: Path) -> None:
 
 def test_bad_account_id_is_a_usage_error(tmp_path: Path) -> None:
     result = run("export-positions", "--out", str(tmp_path / "x"), "--account", "nope")
-    assert result.returncode == 2 and "account_id" in result.stderr
+    assert result.returncode == 2 and "--account: value #1: 'nope'" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -49,7 +49,7 @@ async def test_refusal_exits_2_before_any_request_and_restart_starts_over(
     status, err = await run(small, *args)  # no --account: the refusal comes before listing
     assert status == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("checkpoint error: ") and str(out) in err and "--restart" in err
+    assert "--checkpoint" in err and str(out) in err and "--restart" in err
     assert small.counters.requests == requests  # nothing sent, not even a token request
     assert read(checkpoint) == before and not out.exists()
 
@@ -61,5 +61,5 @@ async def test_refusal_exits_2_before_any_request_and_restart_starts_over(
 async def test_restart_needs_a_checkpoint(small: Sandbox, tmp_path: Path) -> None:
     status, err = await run(small, "export-positions", "--out", str(tmp_path / "p"),
                             "--restart")
-    assert status == 2 and "--restart needs --checkpoint" in err
+    assert status == 2 and "--restart: needs --checkpoint" in err
     assert not os.listdir(tmp_path)

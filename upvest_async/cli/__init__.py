@@ -1,22 +1,73 @@
 """The ``upvest-async`` command line: ``export-positions``, ``rebalance`` and ``sandbox``.
 
 Bulk commands use the ``UPVEST_API_*`` credentials when set, otherwise an embedded sandbox
-started in-process. Exit statuses: 0 complete, 1 some accounts failed, 2 usage or
-configuration error, 130 interrupted.
+started in-process. Exit statuses: 0 complete, 1 some accounts failed (or an unexpected error,
+after the summary and report are written), 2 usage or configuration error, 130 interrupted.
+A usage error is one line on standard error, ``upvest-async <command>: error: <option>: <rule>``,
+with no usage block and no traceback (:class:`OneLineErrors`); so is an unexpected exception
+(exit 1; ``UPVEST_ASYNC_TRACEBACK=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, one_line
 from .export import export_positions_command
+from .preflight import shown
 from .rebalance import rebalance_command
 from .sandbox import sandbox_command
 
-__all__ = ["main"]
+__all__ = ["OneLineErrors", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """A group whose usage errors (click's own and :class:`~.preflight.PreflightError`) are
+    printed as one line and exit with their status (2), without click's "Usage:/Try" block;
+    an unexpected exception is one line too, exit 1."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line as :meth:`click.Group.main` does, printing errors as one
+        line (see the class docstring) and exiting with the command's status."""
+        try:
+            status = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                  **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if isinstance(ctx, click.Context) else "upvest-async"
+            click.echo(shown(one_line(f"{where}: error: {exc.format_message()}")), err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("upvest-async: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: one line, unless asked for the traceback
+            if os.environ.get("UPVEST_ASYNC_TRACEBACK"):
+                raise
+            click.echo(shown(one_line(f"upvest-async: unexpected {type(exc).__name__}: {exc} "
+                                      "(set UPVEST_ASYNC_TRACEBACK=1 for the traceback)")),
+                       err=True)
+            sys.exit(EXIT_FAILED)
+        if not standalone_mode:
+            return status
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="upvest-async")
 def main() -> None:
     """Async SDK tools for the Upvest Investment API."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +14,16 @@ from rich.console import Console
 
 from ..client import UpvestClient
 from ..config import has_credentials
-from ..errors import UpvestError
 from ..jobs.files import atomic_text
 from ..sandbox import Sandbox
-from ..validation import check_uuid
+from .preflight import read_accounts
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "MAX_SANDBOX_ACCOUNTS",
+    "MAX_SANDBOX_POSITIONS",
     "open_client",
     "read_accounts",
     "sandbox_options",
@@ -36,30 +37,22 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: Largest embedded sandbox tenant the bulk commands generate.
+MAX_SANDBOX_ACCOUNTS = 100_000
+MAX_SANDBOX_POSITIONS = 1_000_000
+
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def read_accounts(accounts: Sequence[str], accounts_file: Path | None) -> list[str]:
-    """Account ids from ``--account`` options and an ``--accounts-file`` (one per line, ``#``
-    comments), validated as UUIDs; raises :class:`click.BadParameter` (exit 2)."""
-    ids = list(accounts)
-    if accounts_file is not None:
-        lines = accounts_file.read_text(encoding="utf-8").splitlines()
-        ids += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    try:
-        return [check_uuid("account_id", account) for account in ids]
-    except UpvestError as exc:
-        raise click.BadParameter(str(exc), param_hint="--account/--accounts-file") from None
 
 
 def sandbox_options(function: Any) -> Any:
     """The ``--sandbox-*`` options of a bulk command (used only without credentials)."""
     options = [
-        click.option("--sandbox-accounts", type=click.IntRange(0), default=20,
-                     show_default=True,
+        click.option("--sandbox-accounts", type=click.IntRange(0, MAX_SANDBOX_ACCOUNTS),
+                     default=20, show_default=True,
                      help="Embedded sandbox only: accounts in the generated tenant."),
-        click.option("--sandbox-positions", type=click.IntRange(0), default=1500,
-                     show_default=True, help="Embedded sandbox only: positions per account."),
+        click.option("--sandbox-positions", type=click.IntRange(0, MAX_SANDBOX_POSITIONS),
+                     default=1500, show_default=True,
+                     help="Embedded sandbox only: positions per account."),
         click.option("--sandbox-seed", type=int, default=0, show_default=True,
                      help="Embedded sandbox only: seed of the generated tenant."),
     ]
@@ -101,5 +94,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def fail(message: str, status: int) -> None:
-    stderr.print(message)
+    """Print ``message`` as one line on standard error and exit with ``status``."""
+    stderr.print(one_line(message), markup=False)
     sys.exit(status)
+
+
+def one_line(message: str, limit: int = 2000) -> str:
+    """``message`` on one line (line breaks become spaces), at most ``limit`` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -13,17 +13,17 @@ import click
 from ..errors import ConfigurationError, UpvestError
 from ..jobs.checkpoint import CheckpointError
 from ..jobs.export import ExportSummary, export_positions, list_account_ids
-from ..jobs.resume import plan_resume
+from ..redaction import redact
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     open_client,
-    read_accounts,
     sandbox_options,
     stderr,
     write_json,
 )
+from .preflight import PreflightError, check_export
 from .progress import accounts_progress
 
 __all__ = ["export_positions_command"]
@@ -111,17 +111,10 @@ def export_positions_command(
     interrupted (the checkpoint, if any, is saved).
     """
     target = None if out == "-" else Path(out)
-    if checkpoint is not None and target is None:
-        raise click.UsageError("--checkpoint needs --out PATH, not standard output")
     if restart and checkpoint is None:
-        raise click.UsageError("--restart needs --checkpoint PATH")
-    ids = read_accounts(accounts, accounts_file)
-    if checkpoint is not None and target is not None and not restart and not ids:
-        try:  # before the accounts are listed: a resume that will be refused sends nothing
-            plan_resume(checkpoint, out=target, fmt=fmt, accounts=None)
-        except CheckpointError as exc:
-            stderr.print(f"checkpoint error: {exc}", markup=False)
-            sys.exit(EXIT_USAGE)
+        raise PreflightError("--restart", "needs --checkpoint PATH")
+    ids = check_export(target, accounts, accounts_file, checkpoint, summary_json, fmt=fmt,
+                       verify_checkpoint=not restart)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
                "seed": sandbox_seed}
     summary = ExportSummary()
@@ -140,6 +133,10 @@ def export_positions_command(
         sys.exit(EXIT_USAGE)
     except UpvestError as exc:
         stderr.print(f"export failed: {exc}")
+        status = EXIT_FAILED
+    except Exception as exc:  # a bug or the environment: still write the summary, exit 1
+        stderr.print(f"export failed unexpectedly: {type(exc).__name__}: {redact(str(exc))}",
+                     markup=False)
         status = EXIT_FAILED
     if summary.failed and not status:
         status = EXIT_FAILED

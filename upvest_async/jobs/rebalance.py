@@ -1,10 +1,8 @@
-"""The ``rebalance`` job: one rebalancing execution per account (or group), with a JSONL
-report of exactly one line per account."""
+"""The ``rebalance`` job: one rebalancing execution per account (or group), never sent without
+a durable record in its report (the format and its lifecycle: :mod:`.report`)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,32 +10,80 @@ from pathlib import Path
 import attrs
 
 from ..client import UpvestClient
-from .batch import RebalanceResult
-from .files import atomic_text
+from .batch import RebalanceResult, check_batch, plan_keys, trigger_many
+from .report import PreviousReport, ReportError, ReportJournal
 
-__all__ = ["RebalanceSummary", "run_rebalance"]
+__all__ = ["RebalanceSummary", "check_plan", "run_rebalance"]
 
 
 @attrs.define
 class RebalanceSummary:
-    """``accounts``: accounts in the batch; ``triggered`` / ``failed`` / ``planned``: accounts
-    per outcome; ``executions``: distinct execution ids; ``requests`` and ``token_requests``:
-    HTTP requests sent; ``seconds``: wall clock."""
+    """``accounts``: accounts in the batch; ``triggered`` / ``failed`` / ``planned`` /
+    ``unknown`` (sent, answer not known) / ``not_sent``: accounts per final status;
+    ``replayed``: triggered accounts whose answer was a replay; ``executions``: distinct
+    execution ids; ``requests`` and ``token_requests``: HTTP requests sent; ``seconds``: wall
+    clock."""
 
     accounts: int = 0
     triggered: int = 0
     failed: int = 0
     planned: int = 0
+    unknown: int = 0
+    not_sent: int = 0
+    replayed: int = 0
     executions: int = 0
     requests: int = 0
     token_requests: int = 0
     seconds: float = 0.0
+    #: The final result of each account, in input order (what the report holds).
+    results: list[RebalanceResult] = attrs.field(factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The counts, JSON-ready (``seconds`` rounded to milliseconds)."""
+        data = attrs.asdict(self, filter=lambda a, _: a.name != "results")
+        return {**data, "seconds": round(self.seconds, 3)}
+
+    def count(self, results: Sequence[RebalanceResult]) -> None:
+        """Set the per-status counts from the final ``results``."""
+        self.results = list(results)
+        self.accounts = len(results)
+        for status in ("triggered", "failed", "planned", "unknown", "not_sent"):
+            setattr(self, status, sum(r.status == status for r in results))
+        self.replayed = sum(r.status == "triggered" and r.replayed for r in results)
+        self.executions = len({r.execution_id for r in results if r.execution_id})
+
+
+def check_plan(account_ids: Sequence[str], batch_id: str | None, group_size: int,
+               previous: PreviousReport | None, *, dry_run: bool) -> None:
+    """Refuse (:class:`~.report.ReportError`) a run whose plan contradicts the report of an
+    earlier run of the batch: an account it recorded is missing or would get another
+    idempotency key (other accounts or ``group_size``), or a dry run would replace records of
+    sent triggers. Sends nothing."""
+    if previous is None or not previous.results:
+        return
+    if dry_run:
+        if previous.any_sent:
+            raise ReportError("--dry-run would replace a report of sent triggers (use another "
+                              "--out)")
+        return
+    planned: dict[str, str | None] = dict.fromkeys(account_ids)
+    if batch_id is not None:
+        planned.update(plan_keys(account_ids, batch_id, group_size))
+    for account, result in previous.results.items():
+        if result.status not in {"planned", "not_sent"} and account not in planned:
+            raise ReportError(f"the report records account {account}, which this run does not "
+                              "include (re-run with the same accounts, or use another --out)")
+        if result.status in {"sending", "triggered", "failed", "unknown"} and \
+                planned.get(account) != result.idempotency_key:
+            raise ReportError(f"account {account} was sent with idempotency key "
+                              f"{result.idempotency_key}, this run would use another (re-run "
+                              "with the same accounts, order and --group-size)")
 
 
 async def run_rebalance(
     client: UpvestClient,
     account_ids: Sequence[str],
-    out: Path | None,
+    out: Path,
     *,
     concurrency: int = 16,
     batch_id: str | None = None,
@@ -45,50 +91,71 @@ async def run_rebalance(
     dry_run: bool = False,
     max_retries: int | None = None,
     on_result: Callable[[RebalanceResult], None] | None = None,
+    previous: PreviousReport | None = None,
+    summary: RebalanceSummary | None = None,
 ) -> tuple[RebalanceSummary, list[RebalanceResult]]:
-    """Trigger the batch and write the report to ``out`` (``None``: standard output): one
-    JSON object per account with ``account_id``, ``execution_id``, ``status``, ``attempts``,
-    ``error``, ``request_id`` and ``idempotency_key``, in input order, nothing else.
+    """Trigger the batch with its report at ``out`` (:mod:`.report`): created before the first
+    trigger, an intent record before each send, each result as soon as known, then replaced
+    by one line per account in input order. ``previous``: the report of an earlier run of the
+    same batch (:func:`~.report.load_report`): its triggered groups are not sent again, and a
+    key it had sent is reported ``replayed``.
 
-    On cancellation (Ctrl-C) the report is still written, the accounts not yet answered marked
-    ``failed`` with the error ``interrupted`` (a re-run with the same ``batch_id`` completes
-    them without duplicating the others), and the cancellation is re-raised.
-    Raises :class:`~upvest_async.ValidationError` before sending for bad ids or parameters.
+    However the run ends (complete, an exception, Ctrl-C) the report is finished and
+    ``summary`` (returned) is filled before the exception propagates: the accounts sent but
+    not answered are ``unknown``, those never sent ``not_sent``. Raises
+    :class:`~.report.ReportError` before sending when the plan contradicts ``previous``, and
+    :class:`~upvest_async.ValidationError` for bad ids or parameters.
     """
     started = time.perf_counter()
+    summary = summary if summary is not None else RebalanceSummary()
     requests, tokens = client.stats.requests, client.stats.token_requests
+    account_ids = check_batch(account_ids, concurrency=concurrency, group_size=group_size,
+                              batch_id=batch_id)
+    check_plan(account_ids, batch_id, group_size, previous, dry_run=dry_run)
+    keys = plan_keys(account_ids, batch_id, group_size) if batch_id is not None else {}
+    sent_before = previous.sent_keys if previous is not None else frozenset()
+    carried = previous.results if previous is not None and not dry_run else {}
     known: dict[str, RebalanceResult] = {}
+    journal = ReportJournal.create(out, batch_id, previous if carried else None)
+
+    async def send(key: str, group: list[str]) -> None:
+        intents = [RebalanceResult(account, "sending", key) for account in group]
+        journal.record(intents, durable=False)
+        known.update((r.account_id, r) for r in intents)
+        await journal.sync()  # durable before the trigger is sent
 
     def collect(result: RebalanceResult) -> None:
+        if result.status == "triggered" and result.idempotency_key in sent_before \
+                and not result.replayed and result is not carried.get(result.account_id):
+            result = attrs.evolve(result, replayed=True)
         known[result.account_id] = result
+        journal.record([result], durable=False)
         if on_result is not None:
             on_result(result)
 
+    results: list[RebalanceResult] = []
     try:
-        results = await client.portfolios.rebalancings.trigger_many(
-            account_ids, concurrency=concurrency, batch_id=batch_id, group_size=group_size,
-            dry_run=dry_run, on_result=collect, max_retries=max_retries,
+        await trigger_many(
+            client.portfolios.rebalancings.executions, account_ids, concurrency=concurrency,
+            batch_id=batch_id, group_size=group_size, dry_run=dry_run, on_result=collect,
+            max_retries=max_retries, on_send=send, known=carried,
         )
-    except asyncio.CancelledError:
-        results = [known.get(account) or RebalanceResult(
-            account, "failed", "", error="interrupted") for account in account_ids]
-        _write_report(out, results)
-        raise
-    _write_report(out, results)
-    summary = RebalanceSummary(
-        accounts=len(results),
-        triggered=sum(r.status == "triggered" for r in results),
-        failed=sum(r.status == "failed" for r in results),
-        planned=sum(r.status == "planned" for r in results),
-        executions=len({r.execution_id for r in results if r.execution_id}),
-        requests=client.stats.requests - requests,
-        token_requests=client.stats.token_requests - tokens,
-        seconds=time.perf_counter() - started,
-    )
+    finally:
+        results = [_final(account, known.get(account), keys.get(account, ""))
+                   for account in account_ids]
+        summary.count(results)
+        summary.requests = client.stats.requests - requests
+        summary.token_requests = client.stats.token_requests - tokens
+        summary.seconds = time.perf_counter() - started
+        journal.finish(results)
     return summary, results
 
 
-def _write_report(out: Path | None, results: Sequence[RebalanceResult]) -> None:
-    with atomic_text(out) as stream:
-        for result in results:
-            stream.write(json.dumps(result.as_dict()) + "\n")
+def _final(account: str, result: RebalanceResult | None, key: str) -> RebalanceResult:
+    if result is None:
+        return RebalanceResult(account, "not_sent", key,
+                               error="the run ended before it was sent")
+    if result.status == "sending":
+        return attrs.evolve(result, status="unknown",
+                            error="the run ended before the answer; re-run the batch")
+    return result
