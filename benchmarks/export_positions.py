@@ -1,5 +1,6 @@
 """Benchmark: exporting the positions of a tenant over a modelled WAN, several ways.
 
+    python benchmarks/export_positions.py main-job [--help]   # the CLI vs floor_export.py
     python benchmarks/export_positions.py [--latency-ms 50] [--accounts 20] [--positions 2000]
         [--concurrency 16] [--repeat 5] [--scaling 10000,100000,1000000]
 
@@ -271,6 +272,11 @@ def scaling(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "main-job":
+        from main_job import main as main_job
+
+        main_job(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--latency-ms", type=float, default=50.0)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+import orjson
+
 from ..converter import converter, structure
 from ..errors import ResponseValidationError
 from ..models import Meta, Page
+from ..models.positions import PositionRecord
 
 __all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
 
@@ -26,17 +29,36 @@ def parse_page(body: bytes, item_type: type[T], *, request_id: str | None = None
 
 def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]]:
     """The typed ``meta`` and the raw ``data`` items of a list response body."""
-    try:
-        document: Any = json.loads(body)
-    except ValueError:
-        raise ResponseValidationError("body is not JSON", request_id=request_id) from None
+    document = loads_body(body, request_id)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ResponseValidationError("expected an object with a data array", path="$.data",
                                       request_id=request_id)
     return structure(document.get("meta"), Meta, request_id=request_id), document["data"]
 
 
+def loads_body(body: bytes, request_id: str | None) -> Any:
+    """The JSON document of a page body: ``orjson`` (about twice as fast), and for what it
+    refuses, ``json.loads``, so every body decodes as before (UTF-16/32, integers beyond
+    64 bits, NaN). Raises :class:`~upvest_async.errors.ResponseValidationError` when neither
+    decodes it (nesting too deep included)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise ResponseValidationError("body is not JSON", request_id=request_id) from None
+
+
 def structure_items(data: list[Any], item_type: type[T], request_id: str | None) -> list[T]:
+    """``data`` as ``item_type`` items; :class:`PositionRecord` items are the raw objects,
+    validated as ``Position`` (:func:`upvest_async.records.position_records`)."""
+    if item_type is PositionRecord:
+        from ..records import position_records
+
+        records: list[T] = position_records(data, request_id=request_id)  # type: ignore[assignment]
+        return records
     hook = converter.get_structure_hook(item_type)
     try:
         return [hook(item, item_type) for item in data]
