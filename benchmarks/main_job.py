@@ -145,6 +145,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="progress,quiet,csv")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage table")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run the CLI from this source tree (PYTHONPATH: e.g. "
+                        "`git archive <commit> upvest_async | tar -x -C DIR`), interleaved, "
+                        "as the 'before' rows")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     total = args.accounts * args.positions
@@ -158,9 +162,10 @@ def main(argv: list[str]) -> None:
         accounts_file = folder / "accounts.txt"
         accounts_file.write_text("\n".join(accounts) + "\n")
         env = env_of(sandbox.settings)
+        old_env = {**env, "PYTHONPATH": args.before or ""}
         cli = [*CLI, "export-positions", "--accounts-file", str(accounts_file),
                "--concurrency", str(args.concurrency)]
-        commands: dict[str, tuple[list[str], bool]] = {
+        commands: dict[str, tuple[list[str], bool]] = {  # (command, stderr on a pty)
             "floor": ([sys.executable, str(HERE / "floor_export.py"), str(accounts_file),
                        str(folder / "floor.jsonl")], False),
             "progress": ([*cli, "--out", str(folder / "progress.jsonl")], True),
@@ -168,13 +173,20 @@ def main(argv: list[str]) -> None:
             "csv": ([*cli, "--quiet", "--format", "csv", "--out", str(folder / "out.csv")],
                     False),
         }
-        chosen = ["floor", *modes]
+        if args.before:
+            for name in modes:
+                command, tty = commands[name]
+                commands["before " + name] = (
+                    [part.replace(name, "before-" + name) if part.startswith(directory)
+                     else part for part in command], tty)
+        chosen = ["floor", *modes, *(["before " + m for m in modes] if args.before else [])]
         run(*commands["floor"][:1], env, tty=False)  # warm the server
         results: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
         for _ in range(args.repeat):
             for name in chosen:
                 command, tty = commands[name]
-                results[name].append(run(command, env, tty=tty))
+                results[name].append(
+                    run(command, old_env if name.startswith("before") else env, tty=tty))
                 print(name, results[name][-1], file=sys.stderr, flush=True)
         floor_bytes = (folder / "floor.jsonl").read_bytes()
         for name in ("progress", "quiet"):
@@ -191,8 +203,9 @@ def main(argv: list[str]) -> None:
     rows = []
     for name in chosen:
         figure = best[name]
+        label = labels[name.removeprefix("before ")]
         rows.append([
-            labels[name], f"{figure['wall']:.2f}", f"{figure['cpu']:.2f}",
+            "before: " + label if name.startswith("before") else label, f"{figure['wall']:.2f}", f"{figure['cpu']:.2f}",
             f"{total / figure['wall']:,.0f}", f"{max(r['rss'] for r in results[name]):.0f}",
             f"{best['floor']['wall'] / figure['wall']:.2f}",
         ])

@@ -26,6 +26,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Sequence
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -37,54 +38,73 @@ __all__ = ["PositionRecords", "check_records", "position_records", "render_csv",
            "render_jsonl"]
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# The converter's decimal pattern, without "" and "-" (which it rejects as not a number).
-_DECIMAL = r"-?(?:[0-9]{1,63}(?:\.[0-9]{1,27})?|\.[0-9]{1,27})"
-_UUIDS = re.compile(rf"(?:{_UUID}\|)*{_UUID}")
-_DECIMALS = re.compile(rf"(?:{_DECIMAL}\|)*{_DECIMAL}")
+# A subset of the converter's decimal pattern (the ``.5`` form goes to the typed path), written
+# possessively: no backtracking, so one pass over a whole page's decimals joined by ``|``.
+_DECIMAL = r"-?+[0-9]{1,63}+(?:\.[0-9]{1,27}+)?+"
+_UUIDS = re.compile(rf"(?:{_UUID}\|)*+{_UUID}")
+_DECIMALS = re.compile(rf"(?:{_DECIMAL}\|)*+{_DECIMAL}")
 # Characters an isin may hold to be written through the templates: nothing JSON escapes
 # (quote, backslash, controls), nothing CSV quotes (comma, quote, CR, LF), no surrogates.
-_PLAIN = re.compile(r'[^"\\,\x00-\x1f\x7f\ud800-\udfff]*')
+_PLAIN = re.compile(r'[^"\\,\x00-\x1f\x7f\ud800-\udfff]*+')
+_INSTRUMENT = itemgetter("instrument")
+_ACCOUNT = itemgetter("account_id")
+_UUID_FIELD = itemgetter("uuid")
+_QUANTITIES = itemgetter(
+    "quantity", "available_for_trading", "locked_for_trading", "pending_settlement"
+)
+_ISIN = methodcaller("get", "isin")
+_TEXT_OR_NONE = {str, type(None)}
+#: Canonical uuid strings met valid before (only ever valid ones), cleared past the limit.
+_KNOWN_UUIDS: set[str] = set()
+_KNOWN_LIMIT = 200_000
 
 
 class PositionRecords(list[PositionRecord]):
-    """A list of validated :class:`~upvest_async.models.positions.PositionRecord`\\ s;
-    ``canonical`` is true when every one passed the fast check (then the templates write
-    them)."""
+    """A list of validated :class:`~upvest_async.models.positions.PositionRecord`\\ s.
+
+    ``canonical``: every record passed the fast check, so the templates of
+    :func:`render_jsonl` and :func:`render_csv` write them (false for a list built by hand:
+    then each record goes through ``orjson`` or :mod:`csv`)."""
 
     canonical: bool = False
 
 
 def check_records(data: list[Any]) -> bool:
     """Whether every item of ``data`` has the canonical shape (see the module docs): if so,
-    decoding it to ``Position`` would succeed with the same values. ``False`` says nothing
-    about validity (the typed path decides)."""
+    decoding it to ``Position`` succeeds with the same values. ``False`` says nothing about
+    validity (the typed path decides)."""
     if not data:
         return True
     try:
-        instruments = [item["instrument"] for item in data]
-        if not all(type(item) is dict for item in data) or not all(
-            type(instrument) is dict for instrument in instruments
-        ):
+        if set(map(type, data)) != {dict}:
             return False
-        uuids = [item["account_id"] for item in data]
-        uuids += [instrument["uuid"] for instrument in instruments]
-        decimals = [
-            value for item in data for value in (
-                item["quantity"], item["available_for_trading"], item["locked_for_trading"],
-                item["pending_settlement"],
-            )
-        ]
-        isins = [instrument.get("isin") for instrument in instruments]
-        joined = "|".join(uuids)
-        numbers = "|".join(decimals)
-        texts = "".join([isin for isin in isins if isin is not None])
+        instruments = list(map(_INSTRUMENT, data))
+        if set(map(type, instruments)) != {dict}:
+            return False
+        isins = list(map(_ISIN, instruments))
+        if not set(map(type, isins)) <= _TEXT_OR_NONE:
+            return False
+        # uuids already seen valid are not checked again (a tenant's positions share a few
+        # accounts and instruments); a set raises TypeError for an unhashable value.
+        fresh = set(map(_ACCOUNT, data)).union(map(_UUID_FIELD, instruments))
+        fresh -= _KNOWN_UUIDS
+        uuids = "|".join(fresh)
+        numbers = "|".join(map("|".join, map(_QUANTITIES, data)))
+        texts = "".join(filter(None, isins))
     except (KeyError, TypeError):
         return False
-    return (
-        joined.count("|") == len(uuids) - 1 and _UUIDS.fullmatch(joined) is not None
-        and numbers.count("|") == len(decimals) - 1 and _DECIMALS.fullmatch(numbers) is not None
+    if not (
+        numbers.count("|") == 4 * len(data) - 1 and _DECIMALS.fullmatch(numbers) is not None
         and _PLAIN.fullmatch(texts) is not None
-    )
+    ):
+        return False
+    if fresh:
+        if uuids.count("|") != len(fresh) - 1 or _UUIDS.fullmatch(uuids) is None:
+            return False
+        if len(_KNOWN_UUIDS) > _KNOWN_LIMIT:
+            _KNOWN_UUIDS.clear()
+        _KNOWN_UUIDS.update(fresh)
+    return True
 
 
 def position_records(data: list[Any], *, request_id: str | None = None) -> PositionRecords:
@@ -95,26 +115,35 @@ def position_records(data: list[Any], *, request_id: str | None = None) -> Posit
     ``$[3].quantity``).
     """
     records = PositionRecords(data)
-    if check_records(data):
-        records.canonical = True
-        return records
-    structure(data, list[Position], request_id=request_id)
+    records.canonical = check_records(data)
+    if not records.canonical:
+        structure(data, list[Position], request_id=request_id)
     return records
 
 
 def render_jsonl(records: Sequence[PositionRecord] | Sequence[Position]) -> str:
-    """One JSON object per line (``\\n``): the API's field names, in the model's order, and
-    values; an ``isin`` that is missing or null is left out (as the typed model writes it)."""
-    if isinstance(records, PositionRecords) and records.canonical:
-        return "".join([
-            f'{{"account_id":"{r["account_id"]}","instrument":{{"uuid":"{i["uuid"]}"'
-            + ("}" if (isin := i.get("isin")) is None else f',"isin":"{isin}"}}')
-            + f',"quantity":"{r["quantity"]}","available_for_trading":'
+    """One JSON object per line (``\\n``, compact): the API's field names (in the model's
+    order) and values; an ``isin`` that is missing or null is left out (as the typed model
+    writes it)."""
+    if not (isinstance(records, PositionRecords) and records.canonical):
+        return "".join([_dumps(row) for row in _rows(records)])
+    lines = []
+    for r in records:
+        i = r["instrument"]
+        isin = i.get("isin")
+        # Canonical values need no escaping: the same bytes as orjson.dumps of the projection.
+        lines.append(
+            f'{{"account_id":"{r["account_id"]}","instrument":{{"uuid":"{i["uuid"]}"}},'
+            f'"quantity":"{r["quantity"]}","available_for_trading":'
             f'"{r["available_for_trading"]}","locked_for_trading":"{r["locked_for_trading"]}",'
             f'"pending_settlement":"{r["pending_settlement"]}"}}\n'
-            for r in records for i in (r["instrument"],)
-        ])
-    return "".join([_dumps(row) + "\n" for row in _rows(records)])
+            if isin is None else
+            f'{{"account_id":"{r["account_id"]}","instrument":{{"uuid":"{i["uuid"]}",'
+            f'"isin":"{isin}"}},"quantity":"{r["quantity"]}","available_for_trading":'
+            f'"{r["available_for_trading"]}","locked_for_trading":"{r["locked_for_trading"]}",'
+            f'"pending_settlement":"{r["pending_settlement"]}"}}\n'
+        )
+    return "".join(lines)
 
 
 def render_csv(records: Sequence[PositionRecord] | Sequence[Position]) -> str:
@@ -160,6 +189,6 @@ def _rows(records: Iterable[Any]) -> Iterable[dict[str, Any]]:
 
 def _dumps(row: dict[str, Any]) -> str:
     try:
-        return orjson.dumps(row).decode("utf-8")
+        return orjson.dumps(row).decode("utf-8") + "\n"
     except TypeError:  # a lone surrogate (only json.loads decodes one): escaped, still exact
-        return json.dumps(row, separators=(",", ":"))
+        return json.dumps(row, separators=(",", ":")) + "\n"

@@ -32,6 +32,12 @@ def _record_key(record: PositionRecord) -> str:
     return record["instrument"]["uuid"]
 
 
+def _empty_records() -> PositionRecords:
+    records = PositionRecords()
+    records.canonical = True
+    return records
+
+
 class Positions(Resource):
     """Positions of accounts (scope ``positions:read``)."""
 
@@ -168,16 +174,14 @@ class Positions(Resource):
         ]
         pages = chain_pages(paginators, concurrency=concurrency)
         async with contextlib.aclosing(pages):
-            records = PositionRecords()
-            records.canonical = True
+            records = _empty_records()
             async for account, page in pages:
                 if page is None:
                     yield account, records
-                    records = PositionRecords()
-                    records.canonical = True
+                    records = _empty_records()
                 else:
-                    items = page.items
-                    records.canonical = records.canonical and getattr(items, "canonical", False)
+                    items = page.items  # PositionRecords, or a plain slice of one (re-sync)
+                    records.canonical &= getattr(items, "canonical", False)
                     records.extend(items)
 
     async def export(
