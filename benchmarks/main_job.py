@@ -94,19 +94,18 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def stages(tenant: Tenant, accounts: list[str], cli_cpu_per_position: float) -> str:
     """µs per position of each stage, on the sandbox's page bodies (best of 5)."""
-    from upvest_async.jobs.export import render
-    from upvest_async.pagination.pages import parse_page_raw
-    from upvest_async.models import Position
+    from upvest_async.pagination.pages import loads_body
+    from upvest_async.records import position_records, render_csv, render_jsonl
 
     bodies = []
     for account in accounts[:10]:
         data = tenant.positions(account)[:1000]
         meta = {"offset": 0, "limit": 1000, "count": len(data), "total_count": len(data)}
         bodies.append(orjson.dumps({"meta": meta, "data": data}))
-    count = sum(len(orjson.loads(body)["data"]) for body in bodies)
-    documents = [orjson.loads(body) for body in bodies]
-    pages = [parse_page_raw(body, Position) for body in bodies]
-    texts = [render(page, "jsonl") for page in pages]
+    documents = [loads_body(body, None) for body in bodies]
+    count = sum(len(document["data"]) for document in documents)
+    pages = [position_records(document["data"]) for document in documents]
+    texts = [render_jsonl(page) for page in pages]
 
     def best(work: Any) -> float:
         fastest = float("inf")
@@ -116,21 +115,19 @@ def stages(tenant: Tenant, accounts: list[str], cli_cpu_per_position: float) -> 
             fastest = min(fastest, time.perf_counter() - started)
         return fastest / count * 1e6
 
-    from upvest_async.models.validate import validate_positions
-
-    with tempfile.TemporaryFile() as stream:
+    with tempfile.TemporaryFile("w", encoding="utf-8") as stream:
         figures = {
-            "decode (orjson.loads of the page body)": best(
-                lambda: [orjson.loads(body) for body in bodies]),
-            "validate (as the Position model, raw dicts)": best(
-                lambda: [validate_positions(d["data"], "$.data") for d in documents]),
-            "encode JSONL (render)": best(lambda: [render(page, "jsonl") for page in pages]),
-            "encode CSV (render)": best(lambda: [render(page, "csv") for page in pages]),
-            "write (file, one call per account)": best(
+            "decode (loads_body: orjson.loads of the page body)": best(
+                lambda: [loads_body(body, None) for body in bodies]),
+            "validate (position_records: as the Position model)": best(
+                lambda: [position_records(d["data"]) for d in documents]),
+            "encode JSONL (render_jsonl)": best(lambda: [render_jsonl(page) for page in pages]),
+            "encode CSV (render_csv)": best(lambda: [render_csv(page) for page in pages]),
+            "write (text file, one call per page)": best(
                 lambda: [stream.write(text) for text in texts]),
         }
     known = sum(v for k, v in figures.items() if not k.startswith("encode CSV"))
-    figures["fetch and the rest (CLI CPU per position - the above)"] = (
+    figures["fetch and the rest (CLI --quiet CPU per position - the above)"] = (
         cli_cpu_per_position - known)
     rows = [[name, f"{value:.2f}"] for name, value in figures.items()]
     return table(["stage", "µs/position"], rows)
@@ -179,7 +176,8 @@ def main(argv: list[str]) -> None:
                 commands["before " + name] = (
                     [part.replace(name, "before-" + name) if part.startswith(directory)
                      else part for part in command], tty)
-        chosen = ["floor", *modes, *(["before " + m for m in modes] if args.before else [])]
+        old = [m for m in modes if m != "csv"] if args.before else []
+        chosen = ["floor", *modes, *("before " + m for m in old)]
         run(*commands["floor"][:1], env, tty=False)  # warm the server
         results: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
         for _ in range(args.repeat):
@@ -205,7 +203,8 @@ def main(argv: list[str]) -> None:
         figure = best[name]
         label = labels[name.removeprefix("before ")]
         rows.append([
-            "before: " + label if name.startswith("before") else label, f"{figure['wall']:.2f}", f"{figure['cpu']:.2f}",
+            "before: " + label if name.startswith("before") else label,
+            f"{figure['wall']:.2f}", f"{figure['cpu']:.2f}",
             f"{total / figure['wall']:,.0f}", f"{max(r['rss'] for r in results[name]):.0f}",
             f"{best['floor']['wall'] / figure['wall']:.2f}",
         ])

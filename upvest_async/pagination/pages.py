@@ -38,13 +38,18 @@ def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]
 
 def loads_body(body: bytes, request_id: str | None) -> Any:
     """The JSON document of a page body: ``orjson`` (about twice as fast), and for what it
-    refuses, ``json.loads``, so every body decodes as before (UTF-16/32, integers beyond
-    64 bits, NaN). Raises :class:`~upvest_async.errors.ResponseValidationError` when neither
+    refuses, ``json.loads``, so every body decodes as before (UTF-16/32, NaN, lone
+    surrogates, and integers beyond 64 bits in ``meta``). Raises :class:`~upvest_async.errors.ResponseValidationError` when neither
     decodes it (nesting too deep included)."""
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    else:
+        meta = document.get("meta") if type(document) is dict else None
+        # orjson reads an integer beyond 64 bits as a float: meta's integers must stay exact.
+        if type(meta) is not dict or float not in set(map(type, meta.values())):
+            return document
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
