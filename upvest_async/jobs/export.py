@@ -88,7 +88,7 @@ class ExportSummary:
 
 
 def render(positions: Sequence[PositionRecord] | Sequence[Position], fmt: Format) -> str:
-    """The text of ``positions`` in ``fmt`` (no CSV header), in one piece: validated records
+    r"""The text of ``positions`` in ``fmt`` (no CSV header), in one piece: validated records
     (:class:`~upvest_async.records.PositionRecords`, as the export receives them) or typed
     ``Position``\ s, written alike (see :mod:`upvest_async.records`)."""
     return render_jsonl(positions) if fmt == "jsonl" else render_csv(positions)

@@ -39,8 +39,9 @@ def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]
 def loads_body(body: bytes, request_id: str | None) -> Any:
     """The JSON document of a page body: ``orjson`` (about twice as fast), and for what it
     refuses, ``json.loads``, so every body decodes as before (UTF-16/32, NaN, lone
-    surrogates, and integers beyond 64 bits in ``meta``). Raises :class:`~upvest_async.errors.ResponseValidationError` when neither
-    decodes it (nesting too deep included)."""
+    surrogates, and integers beyond 64 bits in ``meta``). Raises
+    :class:`~upvest_async.errors.ResponseValidationError` when neither decodes it (nesting too
+    deep included)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
