@@ -187,10 +187,8 @@ def main(argv: list[str]) -> None:
                     run(command, old_env if name.startswith("before") else env, tty=tty))
                 print(name, results[name][-1], file=sys.stderr, flush=True)
         floor_bytes = (folder / "floor.jsonl").read_bytes()
-        for name in ("progress", "quiet"):
-            if name in chosen:
-                if (folder / f"{name}.jsonl").read_bytes() != floor_bytes:
-                    print(f"note: {name} output differs from the floor's bytes")
+        same = {name: (folder / f"{name}.jsonl").read_bytes() == floor_bytes
+                for name in ("progress", "quiet") if name in chosen}
     best = {name: min(runs, key=lambda r: r["wall"]) for name, runs in results.items()}
     labels = {
         "floor": "floor: floor_export.py (aiohttp + orjson, signed)",
@@ -213,6 +211,8 @@ def main(argv: list[str]) -> None:
           f"positions ({total:,}), concurrency {args.concurrency}; whole processes, interleaved, "
           f"best of {args.repeat}\n")
     print(table(["run", "wall s", "CPU s", "positions/s", "peak RSS MiB", "vs floor"], rows))
+    print("\nJSONL output byte-identical to the floor's: "
+          + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in same.items()))
     if "csv" in best and "quiet" in best:
         print(f"\nCSV / JSONL wall time: {best['csv']['wall'] / best['quiet']['wall']:.2f}")
     if args.no_stages:

@@ -20,8 +20,13 @@ from upvest_async.converter import structure
 from upvest_async.models import Position
 from upvest_async.pagination import parse_page
 from upvest_async.pagination.pages import loads_body
-from upvest_async.records import PositionRecords, check_records, position_records, render_csv, \
-    render_jsonl
+from upvest_async.records import (
+    PositionRecords,
+    check_records,
+    position_records,
+    render_csv,
+    render_jsonl,
+)
 
 EXAMPLES = json.loads(
     (Path(__file__).parent / "fixtures" / "seed_response_examples.json").read_text()
@@ -224,8 +229,8 @@ def test_a_lone_surrogate_isin_is_written_escaped() -> None:
 
 
 @pytest.mark.parametrize("body", [
-    '{"x": NaN}'.encode(), '{"x": 1}'.encode("utf-16"), b'{"meta": {"total_count": 123456789012345678901234567890}}',
-    b'{"x": "\\ud800"}',
+    b'{"x": NaN}', '{"x": 1}'.encode("utf-16"), b'{"x": "\\ud800"}',
+    b'{"meta": {"total_count": 123456789012345678901234567890}}',
 ])
 def test_page_bodies_decode_as_json_loads_decodes_them(body: bytes) -> None:
     assert repr(loads_body(body, None)) == repr(json.loads(body))
