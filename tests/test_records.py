@@ -240,3 +240,32 @@ def test_page_bodies_decode_as_json_loads_decodes_them(body: bytes) -> None:
 def test_bodies_that_are_not_json_are_a_response_validation_error(body: bytes) -> None:
     with pytest.raises(ResponseValidationError, match="not JSON"):
         loads_body(body, "req-1")
+
+
+async def test_the_export_job_writes_what_the_typed_path_writes_and_fails_closed(
+    tmp_path: Path,
+) -> None:
+    from upvest_async.jobs.export import export_positions, render
+    from upvest_async.sandbox import Sandbox
+
+    async with Sandbox(accounts=3, positions_per_account=1200, seed=5) as sandbox:
+        good, bad, other = sandbox.tenant.account_ids
+        broken = [dict(p) for p in sandbox.tenant.positions(bad)]
+        broken[1100] = {**broken[1100], "quantity": "1e5"}  # on the account's second page
+        sandbox.tenant.set_positions(bad, broken)
+        async with sandbox.client() as client:
+            for fmt in ("jsonl", "csv"):
+                out = tmp_path / f"positions.{fmt}"
+                summary = await export_positions(client, [good, bad, other], out, fmt=fmt,
+                                                 concurrency=4)
+                assert [f.account_id for f in summary.failed] == [bad]
+                assert "$[100].quantity" in summary.failed[0].error
+                typed_text = "".join(
+                    render(typed(sandbox.tenant.positions(account)), fmt)  # type: ignore[arg-type]
+                    for account in (good, other)
+                )
+                written = out.read_bytes().decode("utf-8")
+                assert written.removeprefix(
+                    "account_id,instrument.uuid,instrument.isin,quantity,available_for_trading,"
+                    "locked_for_trading,pending_settlement\r\n") == typed_text
+                assert bad not in written and "\"1e5\"" not in written
