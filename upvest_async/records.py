@@ -10,7 +10,7 @@ decodes a page with ``orjson`` and checks the raw objects:
   none). Everything it accepts the typed model accepts too, with the same values.
 - **otherwise the typed path itself**: the page goes through the ``Position`` converter. A
   malformed position raises its :class:`~upvest_async.ResponseValidationError`, with the same
-  message and field path (``$.data[3].quantity``) as decoding to ``Position``; a page it accepts
+  message and field path (``$[3].quantity``) as decoding to ``Position``; a page it accepts
   (say an upper-case uuid) is kept as records too, marked not canonical.
 
 Writing (:func:`render_jsonl`, :func:`render_csv`) uses the API's strings unchanged: canonical
