@@ -16,7 +16,12 @@ import attrs
 
 
 def _serve(conn: Connection, options: dict[str, Any]) -> None:
-    from upvest_async.sandbox import Sandbox
+    from upvest_async.sandbox import Sandbox, tenant
+
+    # A server that regenerates an account's positions for every page would measure itself:
+    # the benchmark server keeps every account it generated (``positions_cache`` accounts).
+    tenant.POSITIONS_CACHE_SIZE = max(tenant.POSITIONS_CACHE_SIZE,
+                                      options.pop("positions_cache", 0))
 
     async def main() -> None:
         async with Sandbox(**options) as sandbox:
@@ -31,7 +36,9 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
 
 class SandboxProcess:
     """``with SandboxProcess(accounts=..., latency_ms=...) as sandbox:`` gives
-    ``sandbox.settings`` (UpvestClient keywords); ``sandbox.stop()`` returns the counters."""
+    ``sandbox.settings`` (UpvestClient keywords); ``sandbox.stop()`` returns the counters.
+    ``positions_cache=N``: the child keeps the positions of up to N accounts it generated (the
+    sandbox's own default is 64)."""
 
     def __init__(self, **options: Any) -> None:
         self._options = options

@@ -297,10 +297,12 @@ def test_a_swallowed_option_is_not_a_path_nor_a_batch_id(tmp_path: Path,
 def test_an_existing_checkpoint_must_be_one_of_this_export(tmp_path: Path) -> None:
     write(tmp_path / "notes.txt", "my notes\n")
     refused(tmp_path, "export-positions", "--out", str(tmp_path / "o.jsonl"), "--checkpoint",
-            str(tmp_path / "notes.txt"), expect=("--checkpoint", "not an upvest-async export checkpoint"))
+            str(tmp_path / "notes.txt"),
+            expect=("--checkpoint", "not an upvest-async export checkpoint"))
     write(tmp_path / "bin.ckpt", b"\xff\xfe\n")
     refused(tmp_path, "export-positions", "--out", str(tmp_path / "o.jsonl"), "--checkpoint",
-            str(tmp_path / "bin.ckpt"), expect=("--checkpoint", "not an upvest-async export checkpoint"))
+            str(tmp_path / "bin.ckpt"),
+            expect=("--checkpoint", "not an upvest-async export checkpoint"))
 
 
 def test_a_plan_of_another_batch_may_be_replaced(tmp_path: Path) -> None:

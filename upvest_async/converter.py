@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
 from .models.positions import Instrument, Position
@@ -117,6 +117,21 @@ converter.register_structure_hook(datetime, _structure_datetime)
 for _kind in (str, int, bool):
     converter.register_structure_hook(_kind, _exact(_kind))
 converter.register_unstructure_hook(datetime, _unstructure_datetime)
+
+
+def _structure_optional_text(value: Any, _: Any) -> str | None:
+    """A string or ``None``; never ``str()`` of a number or an object (cattrs' default)."""
+    if value is None or type(value) is str:
+        return value
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+# An instrument's isin is text as sent: a number or an object there is malformed.
+converter.register_structure_hook(
+    Instrument,
+    make_dict_structure_fn(Instrument, converter,
+                           isin=override(struct_hook=_structure_optional_text)),
+)
 
 
 # Positions are decoded by the million in exports, so they get a hand-written fast path. It

@@ -3,9 +3,11 @@
 
 The rules are those of RFC 8259, strictly: the body is UTF-8 (section 8.1; no byte order mark),
 numbers are finite (section 6: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON, and
-neither is a literal such as ``1e999`` that overflows a float), and nesting is bounded (about
-1000 levels: the interpreter's recursion limit for the standard library decoder, 1024 for
-orjson). Anything else raises :class:`~upvest_async.errors.ResponseValidationError`, never
+neither is a literal such as ``1e999`` that overflows a float), and nesting is bounded (1024
+levels). Bodies are decoded by orjson; a body orjson refuses goes to a strict standard library
+decoder, which names the reason (and accepts the lone-surrogate escapes orjson refuses). An
+integer beyond 64 bits reads as a float, which every integer field of the models refuses.
+Anything else raises :class:`~upvest_async.errors.ResponseValidationError`, never
 ``ValueError``, ``RecursionError`` or ``UnicodeDecodeError``.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+import orjson
 
 from .errors import ResponseValidationError
 
@@ -43,6 +47,10 @@ def parse_json(body: bytes, *, what: str, request_id: str | None = None) -> Any:
     the response); the reason (invalid UTF-8 at byte N, nested too deeply, a non-finite number,
     a syntax error) is for people and depends on the decoder, and no other exception escapes.
     """
+    try:
+        return orjson.loads(body)  # strict and fast; what it refuses gets the precise reason
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -15,7 +15,6 @@ from rich.console import Console
 from ..client import UpvestClient
 from ..config import has_credentials
 from ..jobs.files import atomic_text
-from ..sandbox import Sandbox
 from .preflight import read_accounts
 
 __all__ = [
@@ -66,23 +65,29 @@ async def open_client(
     sandbox: dict[str, Any], *, quiet: bool, **overrides: Any
 ) -> AsyncIterator[UpvestClient]:
     """The client configured by ``UPVEST_API_*`` variables, or, without credentials, one for
-    an embedded sandbox started in-process (``sandbox``: its tenant options). ``overrides``
-    are constructor keywords."""
+    an embedded sandbox (``sandbox``: its tenant options) run in a child process of its own
+    (:mod:`.sandbox_process`), so the figures printed are the client's, not the simulator's.
+    ``overrides`` are constructor keywords."""
     if has_credentials():
         async with UpvestClient.from_env(**overrides) as client:
             if not quiet:
                 stderr.print(f"Using {client.base_url} (from UPVEST_API_* variables)")
             yield client
         return
-    async with Sandbox(**sandbox) as running:
-        tenant = running.tenant
+    from .sandbox_process import sandbox_process
+
+    async with sandbox_process(sandbox) as running:
         if not quiet:
             stderr.print(
                 f"No UPVEST_API_* credentials set: using the embedded sandbox at "
-                f"{running.base_url} ({len(tenant.account_ids)} accounts x "
-                f"{tenant.positions_per_account} positions, seed {tenant.seed})"
+                f"{running['base_url']} ({len(running['accounts'])} accounts x "
+                f"{running['positions_per_account']} positions, seed {running['seed']}; "
+                f"in a child process)"
             )
-        async with running.client(**overrides) as client:
+        settings = {key: running[key] for key in (
+            "client_id", "client_secret", "key_id", "private_key", "private_key_passphrase",
+            "base_url")}
+        async with UpvestClient(**{**settings, **overrides}) as client:
             yield client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ async def _run(
     restart: bool,
 ) -> None:
     overrides = {} if max_retries is None else {"max_retries": max_retries}
+    _tune_gc()
     async with open_client(sandbox, quiet=quiet, **overrides) as client:
         if not accounts:
             accounts = await list_account_ids(client)
@@ -62,6 +64,14 @@ async def _run(
             )
         summary.requests = client.stats.requests
         summary.pages = client.stats.pages
+
+
+def _tune_gc() -> None:
+    """This process is the export's own: it decodes millions of short-lived objects (freed
+    by reference counting, no cycles), so the cyclic collector runs far less often and
+    skips everything imported before (about a third less CPU; benchmarks/README.md)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 @click.command("export-positions")

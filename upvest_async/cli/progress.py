@@ -24,4 +24,5 @@ def accounts_progress(*, quiet: bool, unit: str) -> Progress:
         TextColumn("{task.fields[count]:,} " + unit),
         TextColumn("{task.fields[rate]:,.0f}/s"), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(), console=stderr, disable=quiet, transient=False,
+        refresh_per_second=5,
     )

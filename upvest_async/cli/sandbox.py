@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
-from ..sandbox import Sandbox
-from ..sandbox.faults import Faults, LostMode
-from ..sandbox.webhooks import WebhookFaults, check_url
+if TYPE_CHECKING:  # imported when the command runs: the other commands start faster
+    from ..sandbox import Sandbox
+    from ..sandbox.faults import LostMode
 
 __all__ = ["sandbox_command"]
 
@@ -96,12 +96,16 @@ def sandbox_command(
     The fault options make it an unreliable server (faults apply to API requests that passed
     authentication; the rates are exclusive and must add up to at most 1).
     """
+    from ..sandbox import Sandbox
+    from ..sandbox.faults import Faults
+    from ..sandbox.webhooks import WebhookFaults, check_url
+
     try:
         faults = Faults(
             seed=fault_seed, server_error_rate=error_rate, rate_limit_rate=rate_limit_rate,
             rate_limit_retry_after=retry_after, reset_rate=reset_rate,
             lost_response_rate=lost_response_rate,
-            lost_response_mode=cast(LostMode, lost_response_mode),
+            lost_response_mode=cast("LostMode", lost_response_mode),
             slow_rate=slow_rate, slow_seconds=slow_seconds,
         )
     except (TypeError, ValueError) as exc:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +35,10 @@ from typing import Any, Literal
 import attrs
 
 from ..client import UpvestClient
-from ..converter import unstructure
 from ..errors import UpvestError
 from ..models import Position
+from ..models.positions import PositionRecord
+from ..records import PositionRecords, render_csv, render_jsonl
 from .checkpoint import Checkpoint, discard, locked
 from .files import atomic_text
 from .resume import Resume, WorkFile, plan_resume, work_path
@@ -91,24 +91,15 @@ class ExportSummary:
         return data
 
 
-def render(positions: Sequence[Position], fmt: Format) -> str:
-    """The text of ``positions`` in ``fmt`` (no CSV header)."""
-    rows: list[dict[str, Any]] = [unstructure(position) for position in positions]
-    if fmt == "jsonl":
-        return "".join(json.dumps(row) + "\n" for row in rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        instrument = row["instrument"]
-        writer.writerow([
-            row["account_id"], instrument["uuid"], instrument.get("isin") or "",
-            row["quantity"], row["available_for_trading"], row["locked_for_trading"],
-            row["pending_settlement"],
-        ])
-    return buffer.getvalue()
+def render(positions: Sequence[PositionRecord] | Sequence[Position], fmt: Format) -> str:
+    r"""The text of ``positions`` in ``fmt`` (no CSV header), in one piece: validated records
+    (:class:`~upvest_async.records.PositionRecords`, as the export receives them) or typed
+    ``Position``\ s, written alike (see :mod:`upvest_async.records`)."""
+    return render_jsonl(positions) if fmt == "jsonl" else render_csv(positions)
 
 
 def csv_header() -> str:
+    """The CSV header row (:data:`CSV_COLUMNS`)."""
     buffer = io.StringIO()
     csv.writer(buffer).writerow(CSV_COLUMNS)
     return buffer.getvalue()
@@ -124,14 +115,16 @@ async def _stream_accounts(
     accounts: list[str],
     concurrency: int,
     summary: ExportSummary,
-    write: Callable[[str, list[Position]], None],
+    write: Callable[[str, PositionRecords], None],
 ) -> None:
-    """Export ``accounts`` in order; a failing account is recorded and skipped."""
+    """Export ``accounts`` in order, calling ``write(account, records)`` once per account
+    with its validated records (:mod:`upvest_async.records`); a failing account is recorded
+    and skipped."""
     remaining = accounts
     while remaining:
         yielded = 0
         try:
-            async for account, positions in client.positions.export_accounts(
+            async for account, positions in client.positions.export_records(
                 remaining, concurrency=concurrency
             ):
                 write(account, positions)
@@ -188,7 +181,7 @@ async def export_positions(
                 if fmt == "csv":
                     stream.write(csv_header())
 
-                def write(account: str, positions: list[Position]) -> None:
+                def write(account: str, positions: PositionRecords) -> None:
                     stream.write(render(positions, fmt))
                     summary.accounts += 1
                     summary.positions += len(positions)
@@ -245,7 +238,7 @@ async def _export_resumable(
                 on_resume(summary.skipped)
             with _open_work(work, plan, fmt, state) as stream:
 
-                def write(account: str, positions: list[Position]) -> None:
+                def write(account: str, positions: PositionRecords) -> None:
                     mark = stream.append(render(positions, fmt).encode("utf-8"))
                     state.finished(account, len(positions), mark)
                     summary.accounts += 1

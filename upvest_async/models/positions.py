@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import TypedDict
 
 import attrs
 
-__all__ = ["Instrument", "Position"]
+__all__ = ["Instrument", "InstrumentRecord", "Position", "PositionRecord"]
 
 
 @attrs.frozen
@@ -35,3 +36,23 @@ class Position:
     available_for_trading: Decimal
     locked_for_trading: Decimal
     pending_settlement: Decimal
+
+
+class InstrumentRecord(TypedDict, total=False):
+    """The ``instrument`` object of a :class:`PositionRecord`, as the API sent it."""
+
+    uuid: str
+    isin: str | None
+
+
+class PositionRecord(TypedDict):
+    """A position as the API's own JSON object (decoded, never rebuilt), once it has been
+    validated exactly as :class:`Position` validates it (see
+    :func:`upvest_async.records.check_records`). Values are the API's strings, unchanged."""
+
+    account_id: str
+    instrument: InstrumentRecord
+    quantity: str
+    available_for_trading: str
+    locked_for_trading: str
+    pending_settlement: str

@@ -8,6 +8,7 @@ from ..converter import converter, structure
 from ..errors import ResponseValidationError
 from ..json_body import parse_json
 from ..models import Meta, Page
+from ..models.positions import PositionRecord
 
 __all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
 
@@ -34,6 +35,13 @@ def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]
 
 
 def structure_items(data: list[Any], item_type: type[T], request_id: str | None) -> list[T]:
+    """``data`` as ``item_type`` items; :class:`PositionRecord` items are the raw objects,
+    validated as ``Position`` (:func:`upvest_async.records.position_records`)."""
+    if item_type is PositionRecord:
+        from ..records import position_records
+
+        records: list[T] = position_records(data, request_id=request_id)  # type: ignore[assignment]
+        return records
     hook = converter.get_structure_hook(item_type)
     try:
         return [hook(item, item_type) for item in data]
