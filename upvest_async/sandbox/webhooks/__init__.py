@@ -18,11 +18,9 @@ from .keys import WebhookKey, WebhookKeys
 from .lifecycle import OrderLifecycle
 from .signer import (
     SIGNATURE_LIFETIME,
-    body_digest,
     format_signature_params,
     sign_base,
     sign_webhook,
-    signature_base,
 )
 from .subscriptions import LOOPBACK_HOSTS, Subscription, check_url
 from .trading import order_changes, price
@@ -41,7 +39,6 @@ __all__ = [
     "WebhookKeys",
     "WebhookStats",
     "backoff",
-    "body_digest",
     "check_url",
     "format_signature_params",
     "make_event",
@@ -49,5 +46,4 @@ __all__ = [
     "price",
     "sign_base",
     "sign_webhook",
-    "signature_base",
 ]
