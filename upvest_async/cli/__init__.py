@@ -1,8 +1,9 @@
-"""The ``upvest-async`` command line: ``export-positions``, ``rebalance`` and ``sandbox``.
+"""The ``upvest-async`` command line: ``export-positions``, ``rebalance``, ``sandbox`` and
+``webhooks listen``.
 
-Bulk commands use the ``UPVEST_API_*`` credentials when set, otherwise an embedded sandbox
-started in-process. Exit statuses: 0 complete, 1 some accounts failed, 2 usage or
-configuration error, 130 interrupted.
+Bulk commands and ``webhooks listen`` use the ``UPVEST_API_*`` credentials when set, otherwise
+an embedded sandbox started in-process. Exit statuses: 0 complete, 1 some accounts failed, 2
+usage or configuration error, 130 interrupted (``webhooks listen`` exits 0 on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 from .export import export_positions_command
 from .rebalance import rebalance_command
 from .sandbox import sandbox_command
+from .webhooks import webhooks_group
 
 __all__ = ["main"]
 
@@ -25,4 +27,4 @@ def main() -> None:
 main.add_command(export_positions_command)
 main.add_command(rebalance_command)
 main.add_command(sandbox_command)
-main.add_command(__import__("upvest_async.cli.webhooks", fromlist=[""]).webhooks_group)
+main.add_command(webhooks_group)

@@ -6,6 +6,7 @@ scope ``webhooks:read``); WEBHOOKS.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,14 @@ class Webhooks(Resource):
         #: The key cache (``fetches``, ``max_age``, ``min_refresh_interval``).
         self.keys = KeyCache(self._fetch)
         self.verifier = WebhookVerifier(self)
+
+    def for_client(self, client: UpvestClient) -> Webhooks:
+        """This namespace for ``client`` (a :meth:`~upvest_async.UpvestClient.with_options`
+        view): the same ``keys`` cache and ``verifier`` (so the same replay cache); the keys
+        are fetched through the client that made the cache."""
+        view = copy.copy(self)
+        view._client = client
+        return view
 
     async def _fetch(self) -> WebhookKeys:
         response = await self._client._request("GET", VERIFY_KEYS_PATH)
