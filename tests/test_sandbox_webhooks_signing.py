@@ -35,7 +35,8 @@ def signature_base(components: list[str], params: str, *, method: str, path: str
 
 
 def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
 
 
 def parse_input(value: str) -> tuple[list[str], dict[str, Any], str]:

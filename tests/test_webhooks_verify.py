@@ -244,6 +244,11 @@ def test_limits_and_targets() -> None:
     assert reason_of(verifier(), BODY, headers, path="hooks") == "invalid-target"
     assert reason_of(verifier(), BODY, headers, method="PO ST") == "invalid-target"
     assert reason_of(verifier(), BODY, headers, method="post") == "bad-signature"
+    for bad in ("/a\nb", "/a\tb", "/a?b c", "/a\u2028b", "/a#b"):
+        assert reason_of(verifier(), BODY, headers, path=bad) == "invalid-target"
+    # A decoded space in the path is signed as is (Upvest signs the decoded path).
+    spaced = sign(BODY, key=KEY, created=NOW, path="/hooks/a b")
+    assert run(verifier(), BODY, spaced, "POST", "/hooks/a b").key_id == KEY_ID
 
 
 def test_repeated_headers_in_a_multidict_are_refused() -> None:

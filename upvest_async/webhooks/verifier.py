@@ -89,11 +89,15 @@ def _headers(headers: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
 def _target(method: str, path: str) -> tuple[str, str]:
     if not isinstance(method, str) or not method or not set(method) <= _TCHAR:
         raise WebhookVerificationError("invalid-target")
-    if not isinstance(path, str) or not path.startswith("/") or "#" in path or not all(
-        c.isprintable() and not c.isspace() for c in path
-    ):
+    if not isinstance(path, str) or not path.startswith("/") or "#" in path:
         raise WebhookVerificationError("invalid-target")
     bare, _, query = path.partition("?")
+    # The decoded path may hold a space (``%20`` in the URL, signed decoded by Upvest); no
+    # other whitespace or control character, in neither part.
+    if not all(c.isprintable() and (c == " " or not c.isspace()) for c in bare) or not all(
+        c.isprintable() and not c.isspace() for c in query
+    ):
+        raise WebhookVerificationError("invalid-target")
     return bare, query
 
 
