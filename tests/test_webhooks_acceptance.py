@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import random
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -25,6 +28,7 @@ from upvest_async.webhooks import RECEIVER_KEY, WebhookEventType, webhook_app
 
 USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
 PATH = "/hooks/upvest"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "keep_positions_current.py"
 Key = tuple[uuid.UUID, uuid.UUID]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -182,3 +186,22 @@ async def test_key_rotation_mid_stream_refreshes_the_keys_once() -> None:
     assert len(calls) == sandbox.webhook_stats.emitted
     assert keys.fetches == 2 and keys.keys is not None  # one refresh on the unknown key id
     assert keys.keys.key_ids == [new_kid] and not kids & set(keys.keys.key_ids)
+
+
+async def test_the_example_program_keeps_its_copy_current() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE), "--faults",
+        env={k: v for k, v in os.environ.items() if not k.startswith("UPVEST_API_")},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(60):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = stdout.decode()
+    assert process.returncode == 0, output + stderr.decode()
+    assert "local copy equals a fresh export: yes" in output
+    assert "duplicates skipped" in output and " 0 position updates" not in output
