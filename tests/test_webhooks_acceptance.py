@@ -12,7 +12,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import random
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,19 +50,20 @@ async def export(client: UpvestClient) -> dict[Key, Position]:
     return {(p.account_id, p.instrument.uuid): p async for p in client.positions.export(accounts)}
 
 
-def flaky(seed: int, rate: float, counts: collections.Counter[str]) -> Middleware:
-    """A middleware failing ``rate`` of the requests, deterministically from ``seed``: half
-    of them before the receiver sees them (503), half after it handled them (500)."""
-    draws = random.Random(seed)
+def flaky(counts: collections.Counter[str]) -> Middleware:
+    """A middleware failing 30 % of the requests, deterministically (6 of every 20): half of
+    them before the receiver sees them (503), half after it handled them (500)."""
+    before, after = {1, 7, 14}, {4, 11, 17}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        roll = draws.random()
-        if roll < rate / 2:
+        number = counts["requests"] % 20
+        counts["requests"] += 1
+        if number in before:
             counts["before"] += 1
             return web.Response(status=503)
         response = await handler(request)
-        if roll < rate and response.status == 200:
+        if number in after:
             counts["after"] += 1
             return web.Response(status=500)
         return response
@@ -99,7 +99,7 @@ async def test_a_local_copy_kept_current_by_webhooks_equals_a_fresh_export(fault
         app = webhook_app(on_event, client.webhooks.verifier, path=PATH)
         failures: collections.Counter[str] = collections.Counter()
         if faulty:
-            app.middlewares.append(flaky(seed=9, rate=0.3, counts=failures))
+            app.middlewares.append(flaky(failures))
         async with serving(app) as base:
             sandbox.webhooks.subscribe(base + PATH)
             await trade(client, sorted({account for account, _ in local}))
@@ -113,9 +113,13 @@ async def test_a_local_copy_kept_current_by_webhooks_equals_a_fresh_export(fault
     assert set(calls.values()) == {1}  # each event reached on_event exactly once
     assert stats.delivered == stats.emitted and stats.pending == 0
     assert receiver.rejected == 0 and client.webhooks.keys.fetches == 1
-    if faulty:  # the faults really happened, and were absorbed
+    if not faulty:
+        assert stats.retried == receiver.duplicates == stats.duplicates == 0
+    else:  # the faults really happened, and were absorbed
         assert stats.duplicates and stats.lost_answers and failures["before"]
         assert failures["after"] and receiver.duplicates and stats.retried, (failures, stats)
+        assert failures["requests"] >= 20 and receiver.requests == failures["requests"] - failures[
+            "before"]
 
 
 async def test_a_receiver_behind_an_escaped_path_with_a_query() -> None:
