@@ -25,6 +25,7 @@ from upvest_async.cli.webhooks import _recover
 from upvest_async.webhooks import MemoryEventStore
 
 KEY = p521_key()
+NO_API = [name for name in os.environ if name.startswith("UPVEST_API_")]
 
 
 async def _start(
@@ -123,3 +124,16 @@ async def test_listen_without_credentials_receives_from_the_embedded_sandbox(
     recorded = [json.loads(line) for line in out.read_text().splitlines()]
     assert recorded and all(f"{e['type']} [{e['id']}]" in printed for e in recorded)
     assert len({e["id"] for e in recorded}) == len(recorded)
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["webhooks", "listen", "--port", str(port)],
+                                    env=dict.fromkeys(NO_API))
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -122,7 +122,11 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
             app.router.add_post(path, receiver.handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
             url = f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
             stderr.print(f"Ready: listening on {url} "
                          f"({len(keys)} key(s): {', '.join(keys.key_ids)}); Ctrl-C stops")
