@@ -130,9 +130,9 @@ async def test_a_receiver_behind_an_escaped_path_with_a_query() -> None:
         async def on_event(event: WebhookEvent) -> None:
             seen.append(event)
 
-        app = webhook_app(on_event, client.webhooks.verifier, path="/hooks/a b,ä")
-        async with serving(app) as base:
-            sandbox.webhooks.subscribe(base + "/hooks/a%20b%2C%C3%A4?tenant=x%2Fy&v=1&v=2")
+        app = webhook_app(on_event, client.webhooks.verifier, path="/hooks/a b,ä?")
+        async with serving(app) as base:  # %3F: a "?" inside the decoded path
+            sandbox.webhooks.subscribe(base + "/hooks/a%20b%2C%C3%A4%3F?tenant=x%2Fy&v=1&v=2")
             await trade(client, [uuid.UUID(sandbox.tenant.account_ids[0])])
             await sandbox.webhooks_idle(3)
         assert app[RECEIVER_KEY].stats.rejected == 0

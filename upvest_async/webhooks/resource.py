@@ -78,21 +78,25 @@ class Webhooks(Resource):
         return await self.keys.get_key(key_id)
 
     async def verify(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> VerifiedSignature:
         """Verify a webhook request's v6 signature (see
         :meth:`WebhookVerifier.verify <upvest_async.webhooks.WebhookVerifier.verify>`)."""
-        return await self.verifier.verify(body, headers, method=method, path=path)
+        return await self.verifier.verify(body, headers, method=method, path=path, query=query)
 
     async def unwrap(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> list[WebhookEvent]:
         """Verify a webhook request and return its events, in order.
 
         ``body``: the exact bytes received; ``headers``: the request headers (any case);
         ``method``: as received; ``path``: the request path as Upvest signs it (decoded; a
-        ``?query`` part must be covered by the signature). Each event's ``object`` is typed
-        for the known types (:class:`~upvest_async.WebhookEvent`).
+        ``?query`` part must be covered by the signature); ``query``: the raw query, given
+        apart when the decoded path may hold a ``?`` (see
+        :meth:`WebhookVerifier.verify <upvest_async.webhooks.WebhookVerifier.verify>`). Each
+        event's ``object`` is typed for the known types (:class:`~upvest_async.WebhookEvent`).
 
         Raises :class:`~upvest_async.WebhookVerificationError` (``.reason``) when the
         signature is missing, malformed, expired, made with a key the JWKS does not hold, does
@@ -101,4 +105,4 @@ class Webhooks(Resource):
         (``keys-unavailable``, transient); :class:`~upvest_async.WebhookPayloadError` for a
         verified body that is not a valid batch. Nothing else.
         """
-        return await self.verifier.unwrap(body, headers, method=method, path=path)
+        return await self.verifier.unwrap(body, headers, method=method, path=path, query=query)
