@@ -17,21 +17,26 @@ from http_sfv.item import InnerList
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upvest_async.sandbox.webhooks import (
-    WebhookKeys,
-    body_digest,
-    format_signature_params,
-    sign_webhook,
-    signature_base,
-)
+from upvest_async.sandbox.webhooks import WebhookKeys, format_signature_params, sign_webhook
+from upvest_async.webhooks import WebhookVerificationError
+from upvest_async.webhooks import digest_value as body_digest
+from upvest_async.webhooks import signature_base as build_base
 
-FIXTURES = Path("/work/shared/reference/webhooks_v6_fixtures")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "webhooks_v6"
 KNOWN = sorted(p for p in FIXTURES.glob("*.json") if p.name != "jwks.json")
 KEYS = WebhookKeys(seed=11)
 
 
+def signature_base(components: list[str], params: str, *, method: str, path: str, query: str,
+                   headers: dict[str, str]) -> str:
+    """The receiver's base builder, the one the sandbox signs over, as text."""
+    return build_base(components, method=method, path=path, query=query, headers=headers,
+                      signature_params=params).decode()
+
+
 def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
 
 
 def parse_input(value: str) -> tuple[list[str], dict[str, Any], str]:
@@ -124,7 +129,7 @@ def test_empty_body_has_no_digest_and_nonces_differ() -> None:
 
 def test_base_builder_refuses_what_the_request_lacks() -> None:
     for components in (["@query"], ["x-missing"], ["@authority"]):
-        with pytest.raises(ValueError):
+        with pytest.raises(WebhookVerificationError):
             signature_base(components, "()", method="GET", path="/", query="", headers={})
     with pytest.raises(ValueError):
         format_signature_params(['a"b'], keyid="k", created=1, nonce="n", expires=2)

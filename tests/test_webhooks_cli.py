@@ -25,12 +25,15 @@ from upvest_async.cli.webhooks import _recover
 from upvest_async.webhooks import MemoryEventStore
 
 KEY = p521_key()
+NO_API = [name for name in os.environ if name.startswith("UPVEST_API_")]
 
 
-async def _start(env: dict[str, str], out: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def _start(
+    env: dict[str, str], out: Path, *extra: str
+) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "upvest_async", "webhooks", "listen", "--port", "0",
-        "--path", "/hooks", "--out", str(out),
+        "--path", "/hooks", "--out", str(out), *extra,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("UPVEST_API_")}, **env,
              "COLUMNS": "200"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -92,5 +95,45 @@ def test_restart_recovery_cuts_a_partial_line_and_remembers_ids(tmp_path: Path) 
 
 def test_listen_help_and_bad_path() -> None:
     runner = CliRunner()
-    assert "--out" in runner.invoke(main, ["webhooks", "listen", "--help"]).output
+    assert "--demo" in runner.invoke(main, ["webhooks", "listen", "--help"]).output
     assert runner.invoke(main, ["webhooks", "listen", "--path", "hooks"]).exit_code == 2
+    assert runner.invoke(main, ["webhooks", "listen", "--path", "/h?a=1"]).exit_code == 2
+
+
+def test_demo_refuses_a_configured_api() -> None:
+    env = {"UPVEST_API_BASE_URL": "http://127.0.0.1:9", "UPVEST_API_CLIENT_ID": "c",
+           "UPVEST_API_CLIENT_SECRET": "s", "UPVEST_API_KEY_ID": "k",
+           "UPVEST_API_HTTP_SIGN_PRIVATE_KEY": "x"}
+    result = CliRunner().invoke(main, ["webhooks", "listen", "--demo"], env=env)
+    assert result.exit_code == 2 and "embedded sandbox" in result.output
+
+
+async def test_listen_without_credentials_receives_from_the_embedded_sandbox(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "events.jsonl"
+    process, _ = await _start({}, out, "--demo")
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(30):
+        while not any("POSITION.UPDATED [" in line for line in lines):
+            line = (await process.stdout.readline()).decode()
+            assert line, "listen exited before an event arrived"
+            lines.append(line)
+    printed = "".join(lines) + await _stop(process)
+    recorded = [json.loads(line) for line in out.read_text().splitlines()]
+    assert recorded and all(f"{e['type']} [{e['id']}]" in printed for e in recorded)
+    assert len({e["id"] for e in recorded}) == len(recorded)
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["webhooks", "listen", "--port", str(port)],
+                                    env=dict.fromkeys(NO_API))
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

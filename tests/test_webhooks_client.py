@@ -118,3 +118,17 @@ async def test_a_body_that_is_no_jwks(api: StubAPI, client: UpvestClient) -> Non
     with pytest.raises(WebhookVerificationError) as caught:
         await client.webhooks.unwrap(BODY, signed(), path="/hooks")
     assert caught.value.reason == "keys-unavailable"
+
+
+async def test_with_options_view_shares_keys_verifier_and_replay_cache(
+    api: StubAPI, client: UpvestClient
+) -> None:
+    view = client.with_options(timeout=5.0)
+    assert view.webhooks is not client.webhooks and view.webhooks._client is view
+    assert view.webhooks.keys is client.webhooks.keys
+    assert view.webhooks.verifier is client.webhooks.verifier
+    headers = signed()
+    assert len(await view.webhooks.unwrap(BODY, headers, path="/hooks")) == 1
+    with pytest.raises(WebhookVerificationError) as caught:  # replayed through the original
+        await client.webhooks.unwrap(BODY, headers, path="/hooks")
+    assert caught.value.reason == "replayed" and api.key_fetches == 1

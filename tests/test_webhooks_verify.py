@@ -244,6 +244,21 @@ def test_limits_and_targets() -> None:
     assert reason_of(verifier(), BODY, headers, path="hooks") == "invalid-target"
     assert reason_of(verifier(), BODY, headers, method="PO ST") == "invalid-target"
     assert reason_of(verifier(), BODY, headers, method="post") == "bad-signature"
+    for bad in ("/a\nb", "/a\tb", "/a?b c", "/a\u2028b", "/a#b"):
+        assert reason_of(verifier(), BODY, headers, path=bad) == "invalid-target"
+    # A decoded space in the path is signed as is (Upvest signs the decoded path).
+    spaced = sign(BODY, key=KEY, created=NOW, path="/hooks/a b")
+    assert run(verifier(), BODY, spaced, "POST", "/hooks/a b").key_id == KEY_ID
+
+
+def test_a_query_given_apart_lets_the_decoded_path_hold_a_question_mark() -> None:
+    headers = sign(BODY, key=KEY, created=NOW, path="/hooks/a?b", query="x=1")
+    assert _RUNNER.run(verifier().verify(BODY, headers, path="/hooks/a?b", query="x=1"))
+    # Split at the first "?", the same target means another path and query: refused.
+    assert reason_of(verifier(), BODY, headers, path="/hooks/a?b?x=1") == "bad-signature"
+    with pytest.raises(WebhookVerificationError) as caught:
+        _RUNNER.run(verifier().verify(BODY, headers, path="/hooks/a?b", query=b"x=1"))  # type: ignore[arg-type]
+    assert caught.value.reason == "invalid-target"
 
 
 def test_repeated_headers_in_a_multidict_are_refused() -> None:

@@ -195,14 +195,17 @@ class UpvestClient:
         ``max_retries``, ``deadline``, ``backoff_max``, ``extra_headers``; see
         :class:`~upvest_async.transport.RequestOptions`).
 
-        The view shares the session, access tokens, retry budget and counters; closing it
-        does nothing, closing the original closes both.
+        The view shares the session, access tokens, retry budget and counters, and its
+        ``webhooks`` shares the JWKS cache, verifier and replay cache of the original (one
+        set of keys and nonces per client, so a request replayed through a view is refused
+        too); closing it does nothing, closing the original closes both.
         """
         view = copy.copy(self)
         view._root = self._root or self
         view._defaults = {**self._defaults, **options}
         view.positions = Positions(view)
         view.portfolios = Portfolios(view)
+        view.webhooks = self.webhooks.for_client(view)
         return view
 
     async def with_raw_response(

@@ -1,11 +1,14 @@
-"""The ``upvest-async`` command line: ``export-positions``, ``rebalance`` and ``sandbox``.
+"""The ``upvest-async`` command line: ``export-positions``, ``rebalance``, ``sandbox`` and
+``webhooks listen``.
 
-Bulk commands use the ``UPVEST_API_*`` credentials when set, otherwise an embedded sandbox
-started in-process. Exit statuses: 0 complete, 1 some accounts failed (or an unexpected error,
-after the summary and report are written), 2 usage or configuration error, 130 interrupted.
-A usage error is one line on standard error, ``upvest-async <command>: error: <option>: <rule>``,
-with no usage block and no traceback (:class:`OneLineErrors`); so is an unexpected exception
-(exit 1; ``UPVEST_ASYNC_TRACEBACK=1`` shows its traceback).
+Bulk commands and ``webhooks listen`` use the ``UPVEST_API_*`` credentials when set, otherwise
+an embedded sandbox (in a child process for the bulk commands, so the figures they print are
+the client's). Exit statuses: 0 complete, 1 some accounts failed (or an unexpected error, after
+the summary and report are written), 2 usage or configuration error, 130 interrupted
+(``webhooks listen`` exits 0 on Ctrl-C). A usage error is one line on standard error,
+``upvest-async <command>: error: <option>: <rule>``, with no usage block and no traceback
+(:class:`OneLineErrors`); so is an unexpected exception (exit 1; ``UPVEST_ASYNC_TRACEBACK=1``
+shows its traceback).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from typing import Any
 
 import click
 
+from ..redaction import redact
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, one_line
 from .export import export_positions_command
 from .preflight import shown
 from .rebalance import rebalance_command
 from .sandbox import sandbox_command
+from .webhooks import webhooks_group
 
 __all__ = ["OneLineErrors", "main"]
 
@@ -58,7 +63,7 @@ class OneLineErrors(click.Group):
         except Exception as exc:  # a bug: one line, unless asked for the traceback
             if os.environ.get("UPVEST_ASYNC_TRACEBACK"):
                 raise
-            click.echo(shown(one_line(f"upvest-async: unexpected {type(exc).__name__}: {exc} "
+            click.echo(shown(one_line(f"upvest-async: unexpected {type(exc).__name__}: {redact(str(exc))} "
                                       "(set UPVEST_ASYNC_TRACEBACK=1 for the traceback)")),
                        err=True)
             sys.exit(EXIT_FAILED)
@@ -76,4 +81,4 @@ def main() -> None:
 main.add_command(export_positions_command)
 main.add_command(rebalance_command)
 main.add_command(sandbox_command)
-main.add_command(__import__("upvest_async.cli.webhooks", fromlist=[""]).webhooks_group)
+main.add_command(webhooks_group)

@@ -2,7 +2,8 @@
 
 Like ``stripe listen``: it runs the receiver of :mod:`upvest_async.webhooks` on 127.0.0.1,
 verifies every request with the keys of the configured API (``UPVEST_API_*``, through
-``client.webhooks.verify_keys()``) or, without credentials, of an embedded sandbox, prints each
+``client.webhooks.verify_keys()``) or, without credentials, of an embedded sandbox that is
+subscribed to the listener (``--demo`` places orders in it so that events flow), prints each
 verified event's type and id as it arrives, and appends it to ``--out`` as one JSON line (the
 event as received). Events already in ``--out`` are not written again after a restart; a last
 line cut short by a crash is removed first (it was never acknowledged, so Upvest redelivers it).
@@ -12,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 from aiohttp import web
@@ -57,23 +57,41 @@ def _recover(out: Path, store: MemoryEventStore) -> list[str]:
     return ids
 
 
+#: The embedded sandbox of ``listen`` without credentials: a small tenant whose orders fill
+#: on their own after this many seconds.
+EMBEDDED_FILL_SECONDS = 0.5
+_DEMO_USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
+
+
 @contextlib.asynccontextmanager
-async def _client(listen_url: str) -> AsyncIterator[UpvestClient]:
+async def _client() -> AsyncIterator[tuple[UpvestClient, Sandbox | None]]:
+    """The configured API's client, or an embedded sandbox's (and the sandbox)."""
     if has_credentials():
         async with UpvestClient.from_env() as client:
             stderr.print(f"Verifying with the keys of {client.base_url} (UPVEST_API_* variables)")
-            yield client
+            yield client, None
         return
-    options: dict[str, Any] = {}
-    if "webhook_urls" in inspect.signature(Sandbox).parameters:
-        options["webhook_urls"] = [listen_url]  # a sandbox that delivers webhooks sends here
-    async with Sandbox(**options) as sandbox, sandbox.client() as client:
+    async with Sandbox(accounts=3, positions_per_account=20,
+                       order_fill_seconds=EMBEDDED_FILL_SECONDS) as sandbox, \
+            sandbox.client() as client:
         stderr.print(f"No UPVEST_API_* credentials set: verifying with the keys of the embedded "
                      f"sandbox at {sandbox.base_url}")
-        yield client
+        yield client, sandbox
 
 
-async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int) -> None:
+async def _demo(client: UpvestClient, sandbox: Sandbox) -> None:
+    """Place a BUY and a SELL order and trigger a rebalancing in the embedded sandbox."""
+    first, second = sandbox.tenant.account_ids[:2]
+    for side, cash in (("BUY", "1000.00"), ("SELL", "250.00")):
+        order = await client.portfolios.orders.create(
+            user_id=_DEMO_USER, account_id=first, cash_amount=cash, side=side)
+        stderr.print(f"Demo: placed {side} order {order.id} ({cash} EUR) for account {first}")
+    execution = await client.portfolios.rebalancings.executions.create(accounts=[second])
+    stderr.print(f"Demo: triggered rebalancing execution {execution.id} for account {second}")
+
+
+async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
+                  demo: bool) -> None:
     store = MemoryEventStore()
     if out is not None:
         for event_id in _recover(out, store):
@@ -92,8 +110,7 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int) -
     try:
         if out is not None:
             stream = out.open("a", encoding="utf-8", newline="")
-        site_port = port
-        async with _client(f"http://127.0.0.1:{port}{path}") as client:
+        async with _client() as (client, sandbox):
             try:
                 keys = await client.webhooks.verify_keys()
             except UpvestError as exc:
@@ -105,11 +122,21 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int) -
             app.router.add_post(path, receiver.handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", site_port)
-            await site.start()
-            bound = runner.addresses[0][1]
-            stderr.print(f"Ready: listening on http://127.0.0.1:{bound}{path} "
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+            stderr.print(f"Ready: listening on {url} "
                          f"({len(keys)} key(s): {', '.join(keys.key_ids)}); Ctrl-C stops")
+            if sandbox is not None:
+                sandbox.webhooks.subscribe(url, title="upvest-async webhooks listen")
+                stderr.print("The embedded sandbox delivers its events here; "
+                             + ("placing demo orders now" if demo else
+                                "run with --demo to place a few orders so that events flow"))
+                if demo:
+                    await _demo(client, sandbox)
             await asyncio.Event().wait()
     finally:
         if runner is not None:
@@ -132,14 +159,24 @@ def webhooks_group() -> None:
               help="Append each verified event to this file as one JSON line.")
 @click.option("--max-body-bytes", type=click.IntRange(1024), default=DEFAULT_MAX_BODY_BYTES,
               show_default=True, help="Larger requests are answered 413.")
-def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int) -> None:
+@click.option("--demo", is_flag=True,
+              help="Embedded sandbox only: place a BUY and a SELL order and trigger a "
+                   "rebalancing, so that events arrive.")
+def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int,
+                   demo: bool) -> None:
     """Run a webhook receiver on 127.0.0.1: verify each request (v6 signatures, keys from
     GET /auth/verify_keys), print each new event's type and id, and record it in --out.
 
     Answers 200 once every event of a request is recorded, so a failure makes Upvest retry.
+    Without UPVEST_API_* credentials an embedded sandbox delivers its events here (--demo
+    makes some). Ctrl-C stops it with exit status 0.
     """
-    if not path.startswith("/"):
-        stderr.print("--path must start with /")
+    if not path.startswith("/") or "?" in path or "#" in path:
+        stderr.print("--path must start with / and hold no query or fragment")
+        sys.exit(EXIT_USAGE)
+    if demo and has_credentials():
+        stderr.print("--demo places orders: it runs only against the embedded sandbox "
+                     "(unset the UPVEST_API_* variables)")
         sys.exit(EXIT_USAGE)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_listen(port, path, out, max_body_bytes))
+        asyncio.run(_listen(port, path, out, max_body_bytes, demo))

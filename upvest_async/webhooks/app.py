@@ -124,12 +124,10 @@ class WebhookReceiver:
         if body is None:
             self.stats.rejected += 1
             return _answer(413, "Payload Too Large")
-        target = request.path
-        if request.rel_url.raw_query_string:
-            target += "?" + request.rel_url.raw_query_string
         try:
             verified = await self.verifier.verify(
-                body, request.headers, method=request.method, path=target
+                body, request.headers, method=request.method, path=request.path,
+                query=request.rel_url.raw_query_string,
             )
         except WebhookVerificationError as exc:
             self.stats.rejected += 1

@@ -6,6 +6,7 @@ scope ``webhooks:read``); WEBHOOKS.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,14 @@ class Webhooks(Resource):
         self.keys = KeyCache(self._fetch)
         self.verifier = WebhookVerifier(self)
 
+    def for_client(self, client: UpvestClient) -> Webhooks:
+        """This namespace for ``client`` (a :meth:`~upvest_async.UpvestClient.with_options`
+        view): the same ``keys`` cache and ``verifier`` (so the same replay cache); the keys
+        are fetched through the client that made the cache."""
+        view = copy.copy(self)
+        view._client = client
+        return view
+
     async def _fetch(self) -> WebhookKeys:
         response = await self._client._request("GET", VERIFY_KEYS_PATH)
         try:
@@ -69,21 +78,25 @@ class Webhooks(Resource):
         return await self.keys.get_key(key_id)
 
     async def verify(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> VerifiedSignature:
         """Verify a webhook request's v6 signature (see
         :meth:`WebhookVerifier.verify <upvest_async.webhooks.WebhookVerifier.verify>`)."""
-        return await self.verifier.verify(body, headers, method=method, path=path)
+        return await self.verifier.verify(body, headers, method=method, path=path, query=query)
 
     async def unwrap(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> list[WebhookEvent]:
         """Verify a webhook request and return its events, in order.
 
         ``body``: the exact bytes received; ``headers``: the request headers (any case);
         ``method``: as received; ``path``: the request path as Upvest signs it (decoded; a
-        ``?query`` part must be covered by the signature). Each event's ``object`` is typed
-        for the known types (:class:`~upvest_async.WebhookEvent`).
+        ``?query`` part must be covered by the signature); ``query``: the raw query, given
+        apart when the decoded path may hold a ``?`` (see
+        :meth:`WebhookVerifier.verify <upvest_async.webhooks.WebhookVerifier.verify>`). Each
+        event's ``object`` is typed for the known types (:class:`~upvest_async.WebhookEvent`).
 
         Raises :class:`~upvest_async.WebhookVerificationError` (``.reason``) when the
         signature is missing, malformed, expired, made with a key the JWKS does not hold, does
@@ -92,4 +105,4 @@ class Webhooks(Resource):
         (``keys-unavailable``, transient); :class:`~upvest_async.WebhookPayloadError` for a
         verified body that is not a valid batch. Nothing else.
         """
-        return await self.verifier.unwrap(body, headers, method=method, path=path)
+        return await self.verifier.unwrap(body, headers, method=method, path=path, query=query)

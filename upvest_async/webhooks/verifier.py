@@ -86,14 +86,23 @@ def _headers(headers: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
     return lowered, repeated
 
 
-def _target(method: str, path: str) -> tuple[str, str]:
+def _target(method: str, path: str, query: str | None) -> tuple[str, str]:
     if not isinstance(method, str) or not method or not set(method) <= _TCHAR:
         raise WebhookVerificationError("invalid-target")
-    if not isinstance(path, str) or not path.startswith("/") or "#" in path or not all(
-        c.isprintable() and not c.isspace() for c in path
+    if not isinstance(path, str) or not path.startswith("/") or "#" in path:
+        raise WebhookVerificationError("invalid-target")
+    if query is None:
+        bare, _, query = path.partition("?")
+    elif isinstance(query, str):
+        bare = path
+    else:
+        raise WebhookVerificationError("invalid-target")
+    # The decoded path may hold a space (``%20`` in the URL, signed decoded by Upvest); no
+    # other whitespace or control character, in neither part.
+    if not all(c.isprintable() and (c == " " or not c.isspace()) for c in bare) or not all(
+        c.isprintable() and not c.isspace() for c in query
     ):
         raise WebhookVerificationError("invalid-target")
-    bare, _, query = path.partition("?")
     return bare, query
 
 
@@ -151,18 +160,21 @@ class WebhookVerifier:
         return f"WebhookVerifier(keys={type(self.keys).__name__}, max_skew={self.max_skew})"
 
     async def verify(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> VerifiedSignature:
         """Verify one request: ``body`` (the exact bytes received), ``headers`` (any case; a
         multidict's repeated names are seen), ``method`` as received, ``path`` as Upvest
         signs it (the decoded path; a ``?query`` part is split off and must be covered).
+        ``query``: the raw query without ``?`` (``""`` for none), given apart when the decoded
+        path may itself hold a ``?`` (``%3F``); then ``path`` is taken whole.
 
         Returns the :class:`VerifiedSignature` and records its nonce (a second call with the
         same signature raises ``replayed``). Raises :class:`WebhookVerificationError` and
         nothing else.
         """
         try:
-            return await self._verify(body, headers, method, path)
+            return await self._verify(body, headers, method, path, query)
         except WebhookVerificationError:
             raise
         except Exception:
@@ -170,7 +182,8 @@ class WebhookVerifier:
             raise WebhookVerificationError("malformed-signature") from None
 
     async def unwrap(
-        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
     ) -> list[WebhookEvent]:
         """:meth:`verify`, then parse the body into its events, in order.
 
@@ -178,7 +191,7 @@ class WebhookVerifier:
         :class:`~upvest_async.webhooks.WebhookPayloadError` for a verified body that is not a
         valid batch; nothing else.
         """
-        await self.verify(body, headers, method=method, path=path)
+        await self.verify(body, headers, method=method, path=path, query=query)
         try:
             return parse_batch(body)
         except WebhookPayloadError:
@@ -193,14 +206,15 @@ class WebhookVerifier:
         self.replay_cache.discard(signature.key_id, signature.nonce)
 
     async def _verify(
-        self, body: bytes, headers: Mapping[str, str], method: str, path: str
+        self, body: bytes, headers: Mapping[str, str], method: str, path: str,
+        query: str | None = None,
     ) -> VerifiedSignature:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise WebhookVerificationError("malformed-headers", "body must be bytes")
         body = bytes(body)
         if len(body) > self.max_body_bytes:
             raise WebhookVerificationError("body-too-large")
-        path, query = _target(method, path)
+        path, query = _target(method, path, query)
         lowered, repeated = _headers(headers)
         signature_input, signature = lowered.get("signature-input"), lowered.get("signature")
         if signature_input is None or signature is None:

@@ -1,7 +1,8 @@
 """Upvest's webhook sending side, in the embedded sandbox (WEBHOOKS.md).
 
 - :mod:`.keys`: the sandbox's own P-521 key pairs (JWKS at ``GET /auth/verify_keys``, rotation);
-- :mod:`.signer`: Upvest's v6 signatures (signature base, params, ``digest``);
+- :mod:`.signer`: Upvest's v6 signatures (params and signing; the signature base and
+  ``digest`` come from :mod:`upvest_async.webhooks.base`, the receiver's builder);
 - :mod:`.subscriptions`: subscriptions and the loopback rule for their URLs;
 - :mod:`.routes`: ``GET /auth/verify_keys`` and ``/webhooks``;
 - :mod:`.events`: event types and the event envelope;
@@ -18,11 +19,9 @@ from .keys import WebhookKey, WebhookKeys
 from .lifecycle import OrderLifecycle
 from .signer import (
     SIGNATURE_LIFETIME,
-    body_digest,
     format_signature_params,
     sign_base,
     sign_webhook,
-    signature_base,
 )
 from .subscriptions import LOOPBACK_HOSTS, Subscription, check_url
 from .trading import order_changes, price
@@ -41,7 +40,6 @@ __all__ = [
     "WebhookKeys",
     "WebhookStats",
     "backoff",
-    "body_digest",
     "check_url",
     "format_signature_params",
     "make_event",
@@ -49,5 +47,4 @@ __all__ = [
     "price",
     "sign_base",
     "sign_webhook",
-    "signature_base",
 ]

@@ -243,7 +243,8 @@ class Dispatcher:
         url = URL(subscription.url)
         headers = {"content-type": "application/json"}
         headers.update(sign_webhook(
-            self.keys.current, method="POST", path=url.raw_path, query=url.raw_query_string,
+            # Upvest's signer covers the decoded path and the raw query (WEBHOOKS.md, 4.).
+            self.keys.current, method="POST", path=url.path, query=url.raw_query_string,
             headers=headers, body=body, created=int(self.clock()),
         ))
         self.stats.requests += 1

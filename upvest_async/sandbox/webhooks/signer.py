@@ -3,10 +3,10 @@
 The format is the one of Upvest's own signer, ``upvestco/httpsignature-proxy`` v1.3.8
 (WEBHOOKS.md "Signatures"; docs.upvest.co "Implementing HTTP Message Signatures v6"):
 
-- signature base: one line ``name: value`` per covered component, names **not** quoted, header
-  names lower-case and values trimmed, ``@method`` upper-case, ``@path`` without the query,
-  ``@query`` ``?`` + the raw query; then ``@signature-params: <params>``; joined by ``\\n``,
-  no trailing newline;
+- signature base: built by :func:`upvest_async.webhooks.base.signature_base`, the receiver's
+  own builder (one implementation of the v6 base for both sides, pinned to the fixtures):
+  one line ``name: value`` per covered component, names **not** quoted, then
+  ``@signature-params: <params>``; the signing (the sandbox's key, Upvest's side) is here;
 - params: ``("n1" "n2" ...);keyid="<kid>";created=<unix s>;nonce="<nonce>";expires=<unix s>``;
 - headers: ``digest: SHA-256=<base64>`` for a non-empty body, ``signature-input: sig1=<params>``,
   ``signature: sig1=:<base64 DER ECDSA P-521/SHA-512>:`` (standard padded base64).
@@ -15,31 +15,24 @@ The format is the one of Upvest's own signer, ``upvestco/httpsignature-proxy`` v
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ...webhooks.base import digest_value, signature_base
 from .keys import WebhookKey
 
 __all__ = [
     "SIGNATURE_LIFETIME",
-    "body_digest",
     "format_signature_params",
     "sign_base",
     "sign_webhook",
-    "signature_base",
 ]
 
 #: Seconds between ``created`` and ``expires`` (the proxy's 60 s).
 SIGNATURE_LIFETIME = 60
-
-
-def body_digest(body: bytes) -> str:
-    """The ``digest`` header value of ``body``: ``SHA-256=<standard base64 of SHA-256>``."""
-    return "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
 
 
 def format_signature_params(
@@ -55,48 +48,9 @@ def format_signature_params(
     return f'({listed});keyid="{keyid}";created={created};nonce="{nonce}";expires={expires}'
 
 
-def signature_base(
-    components: Sequence[str],
-    params: str,
-    *,
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-) -> str:
-    """The v6 signature base of a request: ``components`` in order, then
-    ``@signature-params: <params>`` (``params`` exactly as sent in ``signature-input``).
-
-    ``path``: the path as sent, without the query; ``query``: the raw query without ``?``;
-    ``headers``: names in any case (several values of one name already joined by ``", "``).
-    Raises :class:`ValueError` for a component the request does not have (``@query`` without
-    a query, a missing header, an unknown derived component).
-    """
-    lowered = {name.lower(): value for name, value in headers.items()}
-    lines = []
-    for name in components:
-        if name == "@method":
-            value = method.upper()
-        elif name == "@path":
-            value = path
-        elif name == "@query":
-            if not query:
-                raise ValueError("@query is covered but the request has no query")
-            value = "?" + query
-        elif name.startswith("@"):
-            raise ValueError(f"unsupported derived component {name}")
-        elif name.lower() in lowered:
-            value = lowered[name.lower()].strip()
-        else:
-            raise ValueError(f"covered header {name} is missing")
-        lines.append(f"{name.lower() if not name.startswith('@') else name}: {value}")
-    lines.append(f"@signature-params: {params}")
-    return "\n".join(lines)
-
-
-def sign_base(base: str, private_key: ec.EllipticCurvePrivateKey) -> str:
-    """ECDSA P-521 over SHA-512 of ``base`` (UTF-8), DER, standard padded base64."""
-    der = private_key.sign(base.encode("utf-8"), ec.ECDSA(hashes.SHA512()))
+def sign_base(base: bytes, private_key: ec.EllipticCurvePrivateKey) -> str:
+    """ECDSA P-521 over SHA-512 of the signature ``base``, DER, standard padded base64."""
+    der = private_key.sign(base, ec.ECDSA(hashes.SHA512()))
     return base64.b64encode(der).decode("ascii")
 
 
@@ -124,15 +78,15 @@ def sign_webhook(
     if query:
         components.append("@query")
     if body:
-        covered["digest"] = body_digest(body)
+        covered["digest"] = digest_value(body)
         components.append("digest")
     params = format_signature_params(
         components, keyid=key.kid, created=created,
         nonce=nonce if nonce is not None else secrets.token_hex(8),
         expires=created + SIGNATURE_LIFETIME,
     )
-    base = signature_base(components, params, method=method, path=path, query=query,
-                          headers=covered)
+    base = signature_base(components, method=method.upper(), path=path, query=query,
+                          headers=covered, signature_params=params)
     added = {"digest": covered["digest"]} if body else {}
     added["signature-input"] = f"sig1={params}"
     added["signature"] = f"sig1=:{sign_base(base, key.private_key)}:"
