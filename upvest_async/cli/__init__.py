@@ -63,7 +63,8 @@ class OneLineErrors(click.Group):
         except Exception as exc:  # a bug: one line, unless asked for the traceback
             if os.environ.get("UPVEST_ASYNC_TRACEBACK"):
                 raise
-            click.echo(shown(one_line(f"upvest-async: unexpected {type(exc).__name__}: {redact(str(exc))} "
+            text = f"unexpected {type(exc).__name__}: {redact(str(exc))}"
+            click.echo(shown(one_line(f"upvest-async: {text} "
                                       "(set UPVEST_ASYNC_TRACEBACK=1 for the traceback)")),
                        err=True)
             sys.exit(EXIT_FAILED)
