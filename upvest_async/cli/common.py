@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,8 +97,3 @@ def write_json(path: Path, data: Any) -> None:
     with atomic_text(path) as stream:
         json.dump(data, stream, indent=2)
         stream.write("\n")
-
-
-def fail(message: str, status: int) -> None:
-    stderr.print(message)
-    sys.exit(status)
