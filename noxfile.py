@@ -68,7 +68,11 @@ def _expose_pyenv_pythons() -> None:
 _expose_pyenv_pythons()
 
 nox.options.error_on_missing_interpreters = True
-nox.options.default_venv_backend = "venv"
+# uv makes the many fresh venvs cheap; the wheel sessions use venv + pip, as users do.
+nox.options.default_venv_backend = "uv|venv"
+# A missing interpreter must fail, never be downloaded.
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+os.environ.setdefault("UV_PYTHON_PREFERENCE", "only-system")
 nox.options.reuse_existing_virtualenvs = False
 nox.options.sessions = ["lint", "typecheck", "tests", "build", "wheel", "docs"]
 
@@ -99,8 +103,9 @@ def build(session: nox.Session) -> None:
     """Build the sdist and the wheel into ``dist/``, ``twine check`` them, check the wheel's
     contents (``py.typed``, the sandbox) and that both carry the same version."""
     shutil.rmtree(DIST, ignore_errors=True)
-    session.install("build>=1", "twine>=5")
-    session.run("python", "-m", "build", "--outdir", str(DIST))
+    session.install("build[uv]>=1", "twine>=5")
+    installer = ["--installer", "uv"] if session.venv_backend == "uv" else []
+    session.run("python", "-m", "build", *installer, "--outdir", str(DIST))
     wheels = glob.glob(str(DIST / "*.whl"))
     sdists = glob.glob(str(DIST / "*.tar.gz"))
     if len(wheels) != 1 or len(sdists) != 1:
@@ -123,7 +128,7 @@ def build(session: nox.Session) -> None:
     session.log(f"wheel ok: {Path(wheels[0]).name} ({len(names)} files, py.typed included)")
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=PYTHONS, venv_backend="venv")
 def wheel(session: nox.Session) -> None:
     """Install the built wheel (not the source tree) into this fresh venv and run it from
     outside the checkout: ``--version``, the import location, and the main job against the
@@ -161,7 +166,6 @@ def wheel(session: nox.Session) -> None:
                 "3",
                 "--sandbox-positions",
                 "250",
-                "--quiet",
                 env=env,
             )
             lines = Path(workdir, "positions.jsonl").read_text().splitlines()
