@@ -4,11 +4,10 @@ The docstrings are written for readers of the source (and ``help()``): Sphinx ro
 ``:class:`RawResponse``` or ``:meth:`~upvest_async.UpvestClient.with_raw_response```, and
 ``::`` literal blocks. For the API reference, once the package is loaded:
 
-- a role whose target is a name the reference renders (a name in ``upvest_async.__all__`` or
-  ``upvest_async.sandbox.__all__``, one of their own public members, or the
-  ``upvest_async.sandbox`` module) becomes a cross-reference to that entry, written with its
-  public path (``[RawResponse][upvest_async.RawResponse]``), so autorefs links it and
-  ``mkdocs build --strict`` fails if the entry ever disappears;
+- a role whose target is a name the reference renders (a ``::: path`` entry of
+  ``docs/reference/``, or one of its own public members) becomes a cross-reference to that
+  entry, written with the path the entry has (``[RawResponse][upvest_async.RawResponse]``), so
+  autorefs links it and ``mkdocs build --strict`` fails if the entry ever disappears;
 - any other role (a private module, a helper not in the reference) becomes inline code;
 - a paragraph ending in ``::`` followed by an indented block becomes a fenced Python block.
 
@@ -18,12 +17,14 @@ Nothing in the package changes: only the docstrings griffe hands to mkdocstrings
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import griffe
 
 ROOT = "upvest_async"
 PUBLIC_MODULES = ("upvest_async", "upvest_async.sandbox")
+REFERENCE = Path(__file__).parent / "reference"
 ROLE = re.compile(r":(?:py:)?(class|meth|func|mod|data|attr|exc|obj|const):`([^`]+)`")
 
 
@@ -58,19 +59,17 @@ def _canonical(obj: Any) -> Any:
 
 
 def _public_paths(pkg: griffe.Module) -> dict[str, str]:
-    """Canonical path of every rendered object -> the public path its entry has."""
-    public: dict[str, str] = {"upvest_async.sandbox": "upvest_async.sandbox"}
-    for module_path in PUBLIC_MODULES:
-        module = pkg if module_path == ROOT else pkg.members[module_path.split(".", 1)[1]]
-        for name in module.exports or []:
-            target = _canonical(module.members[str(name)])
+    """Canonical path of every rendered object -> the path its reference entry has."""
+    public: dict[str, str] = {}
+    for page in sorted(REFERENCE.glob("*.md")):
+        for public_path in re.findall(r"(?m)^::: ([\w.]+)\s*$", page.read_text()):
+            target = _lookup(pkg, public_path)
             if target is None:
                 continue
-            public_path = f"{module_path}.{name}"
             public.setdefault(target.path, public_path)
             if target.is_class:
-                for member_name in target.members:
-                    if not member_name.startswith("_"):
+                for member_name, member in target.members.items():
+                    if not member_name.startswith("_") and not member.is_alias:
                         public.setdefault(
                             f"{target.path}.{member_name}", f"{public_path}.{member_name}"
                         )

@@ -8,6 +8,7 @@ tools installed.
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import re
 import sys
@@ -41,10 +42,24 @@ def test_every_public_name_has_a_reference_entry() -> None:
     assert missing == [], f"names in __all__ without a `::: name` reference entry: {missing}"
 
 
-def test_reference_entries_name_only_public_objects() -> None:
-    public = set(_public_names()) | set(PUBLIC)
-    stale = sorted(_reference_entries() - public)
-    assert stale == [], f"docs/reference entries for names not exported (stale?): {stale}"
+def _resolve(path: str) -> Any:
+    module_name, _, rest = path.partition(".")
+    obj: Any = importlib.import_module(module_name)
+    for part in rest.split(".") if rest else []:
+        obj = getattr(obj, part, None) if hasattr(obj, part) else _submodule(obj, part)
+    return obj
+
+
+def _submodule(module: Any, part: str) -> Any:
+    try:
+        return importlib.import_module(f"{module.__name__}.{part}")
+    except (ImportError, AttributeError):
+        return None
+
+
+def test_every_reference_entry_names_an_object() -> None:
+    stale = sorted(entry for entry in _reference_entries() if _resolve(entry) is None)
+    assert stale == [], f"docs/reference entries that name nothing (renamed?): {stale}"
 
 
 def test_reference_pages_are_in_the_nav() -> None:
@@ -79,7 +94,7 @@ def _has_attribute_docstring(module: Any, name: str) -> bool:
 
 def _defining_module(prefix: str, name: str) -> Any:
     """The module whose source assigns ``name`` (re-exported constants live elsewhere)."""
-    package = PUBLIC[prefix]
+    package = importlib.import_module(prefix)
     for module_name, module in sorted(sys.modules.items()):
         if not (module_name == prefix or module_name.startswith(prefix + ".")) or module is None:
             continue
@@ -92,29 +107,41 @@ def _defining_module(prefix: str, name: str) -> Any:
     return None
 
 
+def _rendered() -> list[tuple[str, str, Any]]:
+    """(module prefix, name, object) of every public name and every other reference entry."""
+    rendered = [
+        (prefix, name, getattr(module, name))
+        for prefix, module in PUBLIC.items()
+        for name in module.__all__
+    ]
+    public = {f"{prefix}.{name}" for prefix, name, _ in rendered} | set(PUBLIC)
+    for entry in sorted(_reference_entries() - public):
+        prefix, _, name = entry.rpartition(".")
+        rendered.append((prefix, name, _resolve(entry)))
+    return rendered
+
+
 def _undocumented() -> list[str]:
     missing: list[str] = []
-    for prefix, module in PUBLIC.items():
-        for name in module.__all__:
-            obj = getattr(module, name)
-            path = f"{prefix}.{name}"
-            if inspect.isclass(obj) or inspect.isfunction(obj):
-                if not (vars(obj).get("__doc__") or "").strip():
-                    missing.append(path)
-            elif _defining_module(prefix, name) is None:
+    for prefix, name, obj in _rendered():
+        path = f"{prefix}.{name}"
+        if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
+            if not (vars(obj).get("__doc__") or "").strip():
                 missing.append(path)
-            if not inspect.isclass(obj):
+        elif _defining_module(prefix, name) is None:
+            missing.append(path)
+        if not inspect.isclass(obj):
+            continue
+        for member_name, member in vars(obj).items():
+            if member_name.startswith("_"):
                 continue
-            for member_name, member in vars(obj).items():
-                if member_name.startswith("_"):
-                    continue
-                function = member
-                if isinstance(member, staticmethod | classmethod):
-                    function = member.__func__
-                elif isinstance(member, property):
-                    function = member.fget
-                if inspect.isfunction(function) and not (function.__doc__ or "").strip():
-                    missing.append(f"{path}.{member_name}")
+            function = member
+            if isinstance(member, staticmethod | classmethod):
+                function = member.__func__
+            elif isinstance(member, property):
+                function = member.fget
+            if inspect.isfunction(function) and not (function.__doc__ or "").strip():
+                missing.append(f"{path}.{member_name}")
     return missing
 
 

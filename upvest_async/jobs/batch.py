@@ -48,6 +48,7 @@ class RebalanceResult:
     request_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as one JSON object of the report: every field by name, ``None`` kept."""
         return attrs.asdict(self)
 
 
