@@ -45,6 +45,7 @@ def _expose_pyenv_pythons() -> None:
     its sessions fail (``error_on_missing_interpreters``)."""
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     links = ROOT / ".nox" / ".pythons"
+    shutil.rmtree(links, ignore_errors=True)
     for version in PYTHONS:
         name = f"python{version}"
         if _runs(shutil.which(name), version):
