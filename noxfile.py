@@ -41,29 +41,40 @@ def _runs(executable: str | None, version: str) -> bool:
 def _expose_pyenv_pythons() -> None:
     """Make ``python3.X`` resolvable for every version in PYTHONS: where the one on PATH does
     not run (an unselected pyenv shim), link pyenv's own interpreter of that version into
-    ``.nox/.pythons`` and put that first on PATH. A version found nowhere stays missing, and
-    its sessions fail (``error_on_missing_interpreters``)."""
+    ``.nox/.pythons`` and put that first on PATH. Links are replaced atomically, so several nox
+    processes may start at once, and the venvs made through them keep a valid ``home``. A
+    version found nowhere stays missing (its stale link is removed), and its sessions fail
+    (``error_on_missing_interpreters``)."""
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     links = ROOT / ".nox" / ".pythons"
-    shutil.rmtree(links, ignore_errors=True)
     for version in PYTHONS:
         name = f"python{version}"
-        if _runs(shutil.which(name), version):
+        link = links / name
+        if _runs(shutil.which(name, path=_path_without(links)), version):
+            link.unlink(missing_ok=True)
             continue
         candidates = sorted(
             glob.glob(str(pyenv_root / "versions" / f"{version}.*" / "bin" / name)),
             key=lambda p: [int(x) if x.isdigit() else -1 for x in Path(p).parts[-3].split(".")],
             reverse=True,
         )
-        for candidate in candidates:
-            if _runs(candidate, version):
-                links.mkdir(parents=True, exist_ok=True)
-                link = links / name
-                link.unlink(missing_ok=True)
-                link.symlink_to(candidate)
-                break
+        found = next((c for c in candidates if _runs(c, version)), None)
+        if found is None:
+            link.unlink(missing_ok=True)
+            continue
+        links.mkdir(parents=True, exist_ok=True)
+        temporary = links / f".{name}.{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(found)
+        os.replace(temporary, link)
     if links.is_dir():
-        os.environ["PATH"] = os.pathsep.join([str(links), os.environ.get("PATH", "")])
+        os.environ["PATH"] = os.pathsep.join([str(links), _path_without(links)])
+
+
+def _path_without(directory: Path) -> str:
+    return os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != directory
+    )
 
 
 _expose_pyenv_pythons()
@@ -87,8 +98,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
-    """``mypy --strict`` of the package, as this Python sees it."""
-    session.install(".[test]")
+    """``mypy --strict`` of the package, as this Python sees it. mypy reads the source tree, so
+    only the dependencies and mypy are installed: nothing is built, and the type checks of the
+    three Pythons can run side by side."""
+    project = nox.project.load_toml("pyproject.toml")["project"]
+    mypy = [d for d in project["optional-dependencies"]["test"] if d.startswith("mypy")]
+    session.install(*project["dependencies"], *mypy)
     session.run("mypy", "--strict")
 
 
