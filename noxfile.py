@@ -11,6 +11,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -116,8 +117,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def build(session: nox.Session) -> None:
-    """Build the sdist and the wheel into ``dist/``, ``twine check`` them, check the wheel's
-    contents (``py.typed``, the sandbox) and that both carry the same version."""
+    """Build the sdist and the wheel into ``dist/``, ``twine check`` them, and check their
+    contents: the wheel has ``py.typed`` and the sandbox and nothing but the package; the sdist
+    also has the tests and the docs sources (``MANIFEST.in``)."""
     shutil.rmtree(DIST, ignore_errors=True)
     session.install("build[uv]>=1", "twine>=5")
     installer = ["--installer", "uv"] if session.venv_backend == "uv" else []
@@ -138,6 +140,11 @@ def build(session: nox.Session) -> None:
     missing = sorted(required - names)
     if missing:
         session.error(f"the wheel lacks {missing}")
+    with tarfile.open(sdists[0]) as sdist:
+        members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    for needed in ("tests/conftest.py", "tests/fixtures", "docs/reference", "mkdocs.yml"):
+        if needed not in members:
+            session.error(f"the sdist lacks {needed}")
     leaked = sorted(n for n in names if n.startswith(("tests/", "benchmarks/", "docs/")))
     if leaked:
         session.error(f"the wheel ships files that are not the package: {leaked[:5]}")
