@@ -92,9 +92,9 @@ nox.options.sessions = ["lint", "typecheck", "tests", "build", "wheel", "docs"]
 
 @nox.session(python=PYTHONS)
 def lint(session: nox.Session) -> None:
-    """ruff over the package, the tests and the benchmarks."""
+    """ruff over the package, the tests, the benchmarks, this file and the docs hooks."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "upvest_async", "tests", "benchmarks")
+    session.run("ruff", "check", "upvest_async", "tests", "benchmarks", "noxfile.py", "docs")
 
 
 @nox.session(python=PYTHONS)
