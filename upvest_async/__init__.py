@@ -72,6 +72,8 @@ from .webhooks import (
 )
 
 __version__ = "0.1.0"
+"""The package version, the one source of truth for it: the wheel's metadata is built from it
+(``[tool.setuptools.dynamic]`` in ``pyproject.toml``) and ``upvest-async --version`` prints it."""
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -22,8 +22,9 @@ from .errors import ConfigurationError
 __all__ = ["DEFAULT_BASE_URL", "ENV_PREFIX", "has_credentials", "settings_from_env"]
 
 ENV_PREFIX = "UPVEST_API_"
-#: Upvest's sandbox environment (the live API is ``https://api.upvest.co``).
 DEFAULT_BASE_URL = "https://sandbox.upvest.co"
+"""The base URL used when none is given: Upvest's sandbox environment (the live API is
+``https://api.upvest.co``). ``UPVEST_API_BASE_URL`` or ``base_url=`` override it."""
 _REQUIRED = ("CLIENT_ID", "CLIENT_SECRET", "KEY_ID")
 _KEY = "HTTP_SIGN_PRIVATE_KEY"
 

@@ -239,6 +239,8 @@ class RateLimitError(APIStatusError):
 
     @property
     def retry_after(self) -> float | None:
+        """The ``Retry-After`` header in seconds from now (delay-seconds or an HTTP-date, RFC
+        9110 section 10.2.3), or ``None`` when it is absent or unreadable."""
         return parse_retry_after(self.headers.get("retry-after"))
 
 

@@ -54,18 +54,22 @@ class APIResponse(Generic[T]):
 
     @property
     def status(self) -> int:
+        """The HTTP status of ``raw`` (a 2xx)."""
         return self.raw.status
 
     @property
     def headers(self) -> Mapping[str, str]:
+        """The headers of ``raw``, with lower-case names."""
         return self.raw.headers
 
     @property
     def request_id(self) -> str | None:
+        """The ``upvest-request-id`` header of ``raw``, or ``None`` when the server sent none."""
         return self.raw.request_id
 
     @property
     def attempts(self) -> int:
+        """How many attempts the call took (1 when the first one succeeded)."""
         return self.raw.attempts
 
 

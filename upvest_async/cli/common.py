@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -96,12 +95,6 @@ def write_json(path: Path, data: Any) -> None:
     with atomic_text(path) as stream:
         json.dump(data, stream, indent=2)
         stream.write("\n")
-
-
-def fail(message: str, status: int) -> None:
-    """Print ``message`` as one line on standard error and exit with ``status``."""
-    stderr.print(one_line(message), markup=False)
-    sys.exit(status)
 
 
 def one_line(message: str, limit: int = 2000) -> str:

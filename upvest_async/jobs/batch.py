@@ -64,6 +64,7 @@ class RebalanceResult:
     replayed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as one JSON object of the report: every field by name, ``None`` kept."""
         return attrs.asdict(self)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any, Unpack
 
 from ..errors import ValidationError
 from ..models import (
@@ -18,9 +18,6 @@ from ..validation import (
     check_uuid,
 )
 from ._base import Id, Resource, Timestamp, list_filters
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Allocations"]
 

@@ -4,7 +4,7 @@ seed 001; E6 also seed 000)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any, Unpack
 
 from ..errors import ValidationError
 from ..models import (
@@ -17,9 +17,6 @@ from ..validation import (
     check_uuid_list,
 )
 from ._base import Id, Resource, Timestamp, list_filters, optional_uuid
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Configurations"]
 

@@ -4,7 +4,7 @@ orders (E9, E10, E12, E13) and the liquidation request that creates one (E11), s
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any, Unpack
 
 from ..models import (
     Currency,
@@ -20,9 +20,6 @@ from ..validation import (
     check_uuid,
 )
 from ._base import Id, Resource, Timestamp, idempotency, list_filters, optional_uuid
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["LiquidationRequests", "Orders"]
 

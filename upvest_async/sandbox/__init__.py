@@ -78,6 +78,8 @@ class SandboxCredentials:
 
     @classmethod
     def from_seed(cls, seed: int) -> SandboxCredentials:
+        """The credentials of the sandbox started with ``seed``: the same seed always gives
+        the same client id, secret, key id and P-521 key (generated locally, never sent)."""
         digest = hashlib.sha512(f"upvest-async-sandbox-{seed}".encode()).digest()
         # Any integer in [1, 2**520) is a valid P-521 private scalar (the order is above 2**520).
         scalar = int.from_bytes(digest + hashlib.sha512(digest).digest()) % (2**520 - 1) + 1

@@ -8,14 +8,9 @@ are ``application/problem+json`` (RFC 9457) with ``type``, ``status``, ``title``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from ..scopes import TOKEN_PATH
-
-if TYPE_CHECKING:
-    pass
 from .middlewares import auth_middleware, faults_middleware, problems_middleware
 from .portfolios import add_portfolio_routes
 from .positions import list_positions, retrieve_position

@@ -56,9 +56,9 @@ __all__ = [
     "LostMode",
 ]
 
-#: Every kind of fault, as counted in ``SandboxCounters.faults`` and journaled in
-#: ``JournalEntry.fault``.
 FAULT_KINDS: Final = ("500", "502", "503", "429", "reset", "lost-drop", "lost-504", "slow")
+"""Every kind of fault, as counted in ``SandboxCounters.faults`` and journaled in
+``JournalEntry.fault``."""
 #: What a :attr:`Faults.script` entry may say.
 SCRIPT_KINDS: Final = frozenset(FAULT_KINDS) | {"none", "429-date"}
 #: Methods whose responses may be lost (the mutation happens first).

@@ -3,12 +3,10 @@ envelope (S4, S5)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
 from .problems import Problem, json_response
 
 __all__ = ["list_response", "paging"]

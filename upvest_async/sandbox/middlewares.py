@@ -12,16 +12,11 @@ import socket
 import struct
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..scopes import TOKEN_PATH, required_scope, satisfies
 from .faults import FaultDecision
-from .verifier import SignatureRejected
-
-if TYPE_CHECKING:
-    pass
 from .problems import Problem, problem_for, problem_response
 from .state import (
     FAULT_KEY,
@@ -32,6 +27,7 @@ from .state import (
     JournalEntry,
     SandboxState,
 )
+from .verifier import SignatureRejected
 
 __all__ = ["ConnectionDropped", "auth_middleware", "faults_middleware", "problems_middleware"]
 

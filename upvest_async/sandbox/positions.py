@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
 from .listing import list_response, paging
 from .problems import Problem, json_response
 from .state import STATE_KEY

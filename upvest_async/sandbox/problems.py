@@ -4,12 +4,10 @@ handlers raise, and the ``application/problem+json`` responses (S3)."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
 from .state import REQUEST_ID_KEY
 
 __all__ = ["Problem", "json_response", "problem_for", "problem_response"]

@@ -161,7 +161,8 @@ class PortfolioStore:
     # Allocations (E1 to E4)
 
     def allocation(self, allocation_id: str) -> dict[str, Any]:
-        """The S8 allocation; a 404 :class:`~.problems.Problem` when there is none."""
+        """The stored portfolio allocation (E1 to E4), JSON-shaped as the API
+        serves it; a missing one raises the sandbox's 404 problem."""
         try:
             return self.allocations[allocation_id]
         except KeyError:
@@ -198,7 +199,8 @@ class PortfolioStore:
     # Configurations (E5 to E8)
 
     def configuration(self, account_id: str) -> dict[str, Any]:
-        """The S9 configuration of ``account_id``; a 404 :class:`~.problems.Problem` if none."""
+        """The stored portfolio configuration of an account (E5 to E8), JSON-shaped as the API
+        serves it; a missing one raises the sandbox's 404 problem."""
         try:
             return self.configurations[account_id]
         except KeyError:
@@ -238,7 +240,8 @@ class PortfolioStore:
     # Portfolio orders (E9 to E13)
 
     def order(self, order_id: str) -> dict[str, Any]:
-        """The S10 portfolio order; a 404 :class:`~.problems.Problem` when there is none."""
+        """The stored portfolio order (E9 to E13), JSON-shaped as the API
+        serves it; a missing one raises the sandbox's 404 problem."""
         try:
             return self.orders[order_id]
         except KeyError:
@@ -322,7 +325,8 @@ class PortfolioStore:
     # Rebalancing executions (E14, E15)
 
     def execution(self, execution_id: str) -> dict[str, Any]:
-        """The S13 rebalancing execution; a 404 :class:`~.problems.Problem` when there is none."""
+        """The stored rebalancing execution (E14, E15), JSON-shaped as the API
+        serves it; a missing one raises the sandbox's 404 problem."""
         try:
             return self.executions[execution_id]
         except KeyError:

@@ -101,9 +101,11 @@ class Tenant:
         self.on_positions_read: Callable[[str], None] | None = None
 
     def has_account(self, account_id: str) -> bool:
+        """Whether ``account_id`` is one of the tenant's accounts."""
         return account_id in self._account_index
 
     def position_count(self, account_id: str) -> int:
+        """How many positions ``account_id`` holds now (run-time changes included)."""
         return len(self.positions(account_id, notify=False))
 
     def positions(self, account_id: str, *, notify: bool = True) -> list[dict[str, Any]]:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
 from .problems import Problem, json_response
 from .state import STATE_KEY, Token
 
