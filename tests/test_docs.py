@@ -126,7 +126,9 @@ def _undocumented() -> list[str]:
     for prefix, name, obj in _rendered():
         path = f"{prefix}.{name}"
         if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismodule(obj):
-            if not (vars(obj).get("__doc__") or "").strip():
+            # A class's own docstring (not an inherited one); a function's or module's.
+            doc = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__
+            if not (doc or "").strip():
                 missing.append(path)
         elif _defining_module(prefix, name) is None:
             missing.append(path)
