@@ -1,0 +1,220 @@
+"""Typed positions from a decoded page, a whole column at a time.
+
+A page of the positions list (S12, E16) holds up to 1,000 positions. Decoding each one through
+a Python function (``Position(...)``, one ``Decimal`` and one uuid lookup per field) costs more
+than parsing the JSON. :func:`structure_positions` instead validates and converts a page's
+*columns*: the distinct uuid and decimal strings not met before are checked with one regular
+expression each (the canonical forms of :mod:`upvest_async.records`: lower-case 8-4-4-4-12
+uuids, the seed's decimal pattern without the ``.5`` form), converted once (``uuid.UUID``,
+``Decimal``) and shared through the converter's memos (strings only ever from valid input, so a
+hit is valid and its value is the converter's). The ``Position`` objects are then made without
+running their ``__init__`` (``object.__new__`` and the slots' own descriptors), which gives the
+same attribute values as ``Position(...)`` with the same types: ``==``, ``hash`` and ``repr``
+cannot tell them apart.
+
+A page that is not entirely canonical (a missing key, an upper-case uuid, ``".5"``, a number
+where a string belongs, a malformed value) goes through the converter's hook for ``Position``
+item by item, so what is accepted, the values, the errors and their field paths
+(``$[3].quantity``) are exactly the typed path's.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import uuid
+from collections import deque
+from collections.abc import Collection, Iterable
+from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import Any
+
+import attrs
+
+from .. import converter as _converter
+from ..models.positions import Instrument, Position
+
+__all__ = ["structure_positions"]
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_DECIMAL = r"-?+[0-9]{1,63}+(?:\.[0-9]{1,27}+)?+"
+_UUIDS = re.compile(rf"(?:{_UUID}\|)*+{_UUID}")
+_DECIMALS = re.compile(rf"(?:{_DECIMAL}\|)*+{_DECIMAL}")
+_ACCOUNT = itemgetter("account_id")
+_INSTRUMENT = itemgetter("instrument")
+_QUANTITIES = tuple(map(itemgetter, ("quantity", "available_for_trading", "locked_for_trading",
+                                     "pending_settlement")))
+_NAMES = ("account_id", "instrument", "quantity", "available_for_trading",
+          "locked_for_trading", "pending_settlement")
+_UUID_FIELD = itemgetter("uuid")
+_TEXT_OR_NONE = {str, type(None)}
+_MEMO_LIMIT = _converter._MEMO_LIMIT
+_DECIMAL_LIMIT = 4096  # (the converter's own limit)
+_new = object.__new__
+#: Instruments by uuid string (only ever canonical, valid ones), cleared past the limit.
+_INSTRUMENTS: dict[str, Instrument] = {}
+_ISIN_OF = attrgetter("isin")
+
+
+def _slot_setters() -> tuple[Any, ...] | None:
+    """The slots' ``__set__`` in field order, when ``Position`` is a plain slotted attrs class
+    (no validators, converters, ``on_setattr`` or ``__attrs_post_init__``): then setting them
+    is all its ``__init__`` does. ``None`` otherwise (each position is built by ``Position``)."""
+    fields = attrs.fields(Position)
+    if tuple(f.name for f in fields) != _NAMES or hasattr(Position, "__attrs_post_init__"):
+        return None
+    if set(getattr(Position, "__slots__", ())) - {"__weakref__"} != set(_NAMES):
+        return None  # (a cached hash, say, would be one more slot to fill)
+    if any(f.validator or f.converter or not f.init for f in fields):
+        return None
+    descriptors = [Position.__dict__.get(name) for name in _NAMES]
+    if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
+        return None
+    return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
+
+
+_SETTERS = _slot_setters()
+
+
+def structure_positions(data: list[Any], request_id: str | None = None) -> list[Position]:
+    """``data`` (a decoded ``data`` array) as :class:`Position` objects, exactly as
+    ``structure(data, list[Position])`` gives them.
+
+    Raises :class:`~upvest_async.errors.ResponseValidationError` for the first malformed item,
+    with the typed path's message and field path (``$[3].quantity``).
+    """
+    positions = _canonical_positions(data)
+    if positions is not None:
+        return positions
+    hook = _converter._structure_position
+    try:
+        return [hook(item, Position) for item in data]
+    except Exception:
+        # The whole list again through the usual path, for its error naming the first item.
+        items: list[Position] = _converter.structure(data, list[Position], request_id=request_id)
+        return items
+
+
+def _canonical_positions(data: list[Any]) -> list[Position] | None:
+    """The positions of ``data`` when every item is canonical (see the module docs), else
+    ``None`` (which says nothing about validity)."""
+    count = len(data)
+    if not count:
+        return []
+    try:
+        if set(map(type, data)) != {dict}:
+            return None
+        accounts = list(map(_ACCOUNT, data))
+        raws = list(map(_INSTRUMENT, data))
+        if set(map(type, raws)) != {dict}:
+            return None
+        instrument_ids = list(map(_UUID_FIELD, raws))
+        isins = list(map(dict.get, raws, repeat("isin")))
+        if not set(map(type, isins)) <= _TEXT_OR_NONE:
+            return None
+        strings = [list(map(column, data)) for column in _QUANTITIES]
+        account_column = _accounts(accounts)
+        if account_column is None:
+            return None
+        instruments = _instruments(instrument_ids, isins)
+        if instruments is None:
+            return None
+        values: list[list[Decimal]] = []
+        for index, column in enumerate(strings):
+            # available_for_trading: mostly the quantity (nothing locked or pending)
+            decimals = (_same_as(column, strings[0], values[0]) if index == 1
+                        else _decimals(column))
+            if decimals is None:
+                return None
+            values.append(decimals)
+    except (KeyError, TypeError):  # a missing key, a non-string value, an unhashable value
+        return None
+    if _SETTERS is None:  # pragma: no cover (a Position that is not plain slots)
+        return list(map(Position, account_column, instruments, *values))
+    positions: list[Position] = list(map(_new, repeat(Position, count)))
+    columns: tuple[Iterable[Any], ...] = (account_column, instruments, *values)
+    for setter, values_of_field in zip(_SETTERS, columns, strict=True):
+        deque(map(setter, positions, values_of_field), maxlen=0)
+    return positions
+
+
+def _valid(strings: Collection[str], pattern: re.Pattern[str]) -> bool:
+    """Whether every string fully matches ``pattern`` (one pass over them joined by ``|``);
+    raises ``TypeError`` for a value that is not a string."""
+    joined = "|".join(strings)
+    return joined.count("|") == len(strings) - 1 and pattern.fullmatch(joined) is not None
+
+
+def _accounts(accounts: list[str]) -> Iterable[uuid.UUID] | None:
+    """The ``account_id`` column as uuids (a page's positions mostly share one account)."""
+    memo = _converter._uuids
+    distinct = set(accounts)
+    fresh = distinct.difference(memo)
+    if fresh:
+        if not _valid(fresh, _UUIDS):
+            return None
+        if len(memo) + len(fresh) > _MEMO_LIMIT:
+            memo.clear()
+            fresh = distinct
+        memo.update(zip(fresh, map(uuid.UUID, fresh), strict=True))
+    if len(distinct) == 1:
+        return repeat(memo[accounts[0]], len(accounts))
+    return list(map(memo.__getitem__, accounts))
+
+
+def _same_as(strings: list[str], other: list[str], values: list[Decimal]) -> list[Decimal] | None:
+    """The ``Decimal``\\ s of ``strings``, reusing those of ``other`` where the string is the
+    same."""
+    if strings == other:
+        return values
+    if 4 * sum(map(str.__ne__, strings, other)) > len(strings):
+        return _decimals(strings)
+    reused = [v if s == o else None for s, o, v in zip(strings, other, values, strict=True)]
+    if not _valid([s for s, v in zip(strings, reused, strict=True) if v is None], _DECIMALS):
+        return None
+    return [Decimal(s) if v is None else v for s, v in zip(strings, reused, strict=True)]
+
+
+def _decimals(strings: list[str]) -> list[Decimal] | None:
+    """A quantity column as ``Decimal``\\ s: memo hits (frequent values such as ``"0"``),
+    the rest checked against the pattern and converted."""
+    memo = _converter._decimals
+    found: list[Decimal | None] = list(map(memo.get, strings))
+    misses = found.count(None)
+    if not misses:
+        return found  # type: ignore[return-value]
+    if not _valid(strings, _DECIMALS):
+        return None
+    if 4 * misses > len(strings):  # mostly new values: convert them all
+        return list(map(Decimal, strings))
+    room = len(memo) < _DECIMAL_LIMIT
+    for index in [index for index, value in enumerate(found) if value is None]:
+        text = strings[index]
+        found[index] = value = Decimal(text)
+        if room:
+            memo[text] = value
+    return found  # type: ignore[return-value]
+
+
+def _instruments(instrument_ids: list[str], isins: list[str | None]) -> list[Instrument] | None:
+    """The ``Instrument`` of each uuid string and isin, shared through a memo by uuid string
+    (its keys were valid); ``None`` when a uuid not met before is not canonical."""
+    memo = _INSTRUMENTS
+    found: list[Instrument | None] = list(map(memo.get, instrument_ids))
+    if None not in found and list(map(_ISIN_OF, found)) == isins:
+        return found  # type: ignore[return-value]
+    missing = [index for index, (instrument, isin) in enumerate(zip(found, isins, strict=True))
+               if instrument is None or instrument.isin != isin]
+    uuids = _converter._uuids
+    fresh = {instrument_ids[index] for index in missing}.difference(uuids)
+    if fresh and not _valid(fresh, _UUIDS):
+        return None
+    if len(memo) + len(missing) > _MEMO_LIMIT:
+        memo.clear()
+    for index in missing:
+        key = instrument_ids[index]
+        known = uuids.get(key)
+        instrument = Instrument(uuid.UUID(key) if known is None else known, isins[index])
+        found[index] = memo[key] = instrument
+    return found  # type: ignore[return-value]
