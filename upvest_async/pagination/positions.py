@@ -24,7 +24,7 @@ import re
 import types
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -57,24 +57,68 @@ _INSTRUMENTS: dict[str, Instrument] = {}
 _ISIN_OF = attrgetter("isin")
 
 
-def _slot_setters() -> tuple[Any, ...] | None:
-    """The slots' ``__set__`` in field order, when ``Position`` is a plain slotted attrs class
-    (no validators, converters, ``on_setattr`` or ``__attrs_post_init__``): then setting them
-    is all its ``__init__`` does. ``None`` otherwise (each position is built by ``Position``)."""
-    fields = attrs.fields(Position)
-    if tuple(f.name for f in fields) != _NAMES or hasattr(Position, "__attrs_post_init__"):
+def _slot_setters(cls: type[Any], names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The ``__set__`` of the slots ``names`` of ``cls`` when its instances hold nothing else
+    (``__weakref__`` aside), so that setting them is all its ``__init__`` does for valid
+    input; ``None`` otherwise."""
+    if set(getattr(cls, "__slots__", ())) - {"__weakref__"} != set(names):
         return None
-    if set(getattr(Position, "__slots__", ())) - {"__weakref__"} != set(_NAMES):
-        return None  # (a cached hash, say, would be one more slot to fill)
-    if any(f.validator or f.converter or not f.init for f in fields):
-        return None
-    descriptors = [Position.__dict__.get(name) for name in _NAMES]
+    descriptors = [cls.__dict__.get(name) for name in names]
     if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
         return None
     return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
 
 
-_SETTERS = _slot_setters()
+def _attrs_setters(cls: type[Any]) -> tuple[Any, ...] | None:
+    """:func:`_slot_setters` for a plain slotted attrs class (no validators, converters or
+    ``__attrs_post_init__``; a cached hash would be one more slot), fields in order."""
+    fields = attrs.fields(cls)
+    if hasattr(cls, "__attrs_post_init__") or any(
+        f.validator or f.converter or not f.init for f in fields
+    ):
+        return None
+    return _slot_setters(cls, tuple(f.name for f in fields))
+
+
+def _build(cls: type[Any], setters: tuple[Any, ...] | None,
+           columns: Sequence[Iterable[Any]], count: int) -> list[Any]:
+    """``count`` instances of ``cls`` from its field values by column: through the slots'
+    setters when there are any, else through ``cls`` itself."""
+    if setters is None:
+        return list(map(cls, *columns))
+    objects = list(map(_new, repeat(cls, count)))
+    for setter, values in zip(setters, columns, strict=True):
+        deque(map(setter, objects, values), maxlen=0)
+    return objects
+
+
+def _uuid_setters() -> tuple[Any, ...] | None:
+    """The slots of ``uuid.UUID`` (``int``, ``is_safe``), when a uuid built through them is
+    indistinguishable from ``uuid.UUID(text)`` (checked once, here)."""
+    setters = _slot_setters(uuid.UUID, ("int", "is_safe"))
+    if setters is None:  # pragma: no cover (another Python's uuid)
+        return None
+    text = "c5161455-4d27-4781-bc74-f05532e49a77"
+    built = _build(uuid.UUID, setters, ([int(text.replace("-", ""), 16)],
+                                        [uuid.SafeUUID.unknown]), 1)[0]
+    expected = uuid.UUID(text)
+    same = (built == expected and built.is_safe is expected.is_safe
+            and repr(built) == repr(expected) and hash(built) == hash(expected)
+            and built.__getstate__() == expected.__getstate__())
+    return setters if same else None
+
+
+def _new_uuids(texts: Sequence[str]) -> list[uuid.UUID]:
+    """``uuid.UUID(text)`` of each canonical (already checked) uuid string."""
+    ints = map(int, map(str.replace, texts, repeat("-"), repeat("")), repeat(16))
+    if _UUID_SETTERS is None:  # pragma: no cover
+        return list(map(uuid.UUID, texts))
+    return _build(uuid.UUID, _UUID_SETTERS, (ints, repeat(uuid.SafeUUID.unknown)), len(texts))
+
+
+_SETTERS = _attrs_setters(Position)
+_INSTRUMENT_SETTERS = _attrs_setters(Instrument)
+_UUID_SETTERS = _uuid_setters()
 
 
 def structure_positions(data: list[Any], request_id: str | None = None) -> list[Position]:
@@ -122,20 +166,16 @@ def _canonical_positions(data: list[Any]) -> list[Position] | None:
             return None
         values: list[list[Decimal]] = []
         for index, column in enumerate(strings):
-            # available_for_trading: mostly the quantity (nothing locked or pending)
-            decimals = (_same_as(column, strings[0], values[0]) if index == 1
+            # available_for_trading: often the quantity (nothing locked or pending)
+            decimals = (values[0] if index == 1 and column == strings[0]
                         else _decimals(column))
             if decimals is None:
                 return None
             values.append(decimals)
     except (KeyError, TypeError):  # a missing key, a non-string value, an unhashable value
         return None
-    if _SETTERS is None:  # pragma: no cover (a Position that is not plain slots)
-        return list(map(Position, account_column, instruments, *values))
-    positions: list[Position] = list(map(_new, repeat(Position, count)))
-    columns: tuple[Iterable[Any], ...] = (account_column, instruments, *values)
-    for setter, values_of_field in zip(_SETTERS, columns, strict=True):
-        deque(map(setter, positions, values_of_field), maxlen=0)
+    positions: list[Position] = _build(Position, _SETTERS,
+                                       (account_column, instruments, *values), count)
     return positions
 
 
@@ -163,38 +203,24 @@ def _accounts(accounts: list[str]) -> Iterable[uuid.UUID] | None:
     return list(map(memo.__getitem__, accounts))
 
 
-def _same_as(strings: list[str], other: list[str], values: list[Decimal]) -> list[Decimal] | None:
-    """The ``Decimal``\\ s of ``strings``, reusing those of ``other`` where the string is the
-    same."""
-    if strings == other:
-        return values
-    if 4 * sum(map(str.__ne__, strings, other)) > len(strings):
-        return _decimals(strings)
-    reused = [v if s == o else None for s, o, v in zip(strings, other, values, strict=True)]
-    if not _valid([s for s, v in zip(strings, reused, strict=True) if v is None], _DECIMALS):
-        return None
-    return [Decimal(s) if v is None else v for s, v in zip(strings, reused, strict=True)]
-
-
 def _decimals(strings: list[str]) -> list[Decimal] | None:
-    """A quantity column as ``Decimal``\\ s: memo hits (frequent values such as ``"0"``),
-    the rest checked against the pattern and converted."""
+    """A quantity column as ``Decimal``\\ s; ``None`` when a string not met before is not
+    in the canonical decimal pattern. A column of mostly distinct values is converted value
+    by value; one of few (``"0"`` mostly) through a table of its distinct values, which also
+    go to the converter's memo (while it has room)."""
     memo = _converter._decimals
-    found: list[Decimal | None] = list(map(memo.get, strings))
-    misses = found.count(None)
-    if not misses:
-        return found  # type: ignore[return-value]
-    if not _valid(strings, _DECIMALS):
+    distinct = set(strings)
+    fresh = distinct.difference(memo)
+    if fresh and not _valid(fresh, _DECIMALS):
         return None
-    if 4 * misses > len(strings):  # mostly new values: convert them all
+    if 2 * len(distinct) > len(strings):
         return list(map(Decimal, strings))
-    room = len(memo) < _DECIMAL_LIMIT
-    for index in [index for index, value in enumerate(found) if value is None]:
-        text = strings[index]
-        found[index] = value = Decimal(text)
-        if room:
-            memo[text] = value
-    return found  # type: ignore[return-value]
+    get = memo.get
+    table = {text: Decimal(text) if (known := get(text)) is None else known
+             for text in distinct}
+    if len(memo) + len(table) <= _DECIMAL_LIMIT:
+        memo.update(table)
+    return list(map(table.__getitem__, strings))
 
 
 def _instruments(instrument_ids: list[str], isins: list[str | None]) -> list[Instrument] | None:
@@ -212,9 +238,13 @@ def _instruments(instrument_ids: list[str], isins: list[str | None]) -> list[Ins
         return None
     if len(memo) + len(missing) > _MEMO_LIMIT:
         memo.clear()
-    for index in missing:
-        key = instrument_ids[index]
-        known = uuids.get(key)
-        instrument = Instrument(uuid.UUID(key) if known is None else known, isins[index])
-        found[index] = memo[key] = instrument
+    keys = [instrument_ids[index] for index in missing]
+    made = dict(zip(fresh, _new_uuids(list(fresh)), strict=True))
+    made_or_known = [made.get(key) or uuids[key] for key in keys]
+    built: list[Instrument] = _build(Instrument, _INSTRUMENT_SETTERS,
+                                     (made_or_known, [isins[index] for index in missing]),
+                                     len(missing))
+    for index, instrument in zip(missing, built, strict=True):
+        found[index] = instrument
+    memo.update(zip(keys, built, strict=True))
     return found  # type: ignore[return-value]
