@@ -174,11 +174,13 @@ def test_one_instrument_with_another_isin_keeps_each_pages_isin() -> None:
 def test_memo_limits_cleared_midway_still_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_module, "_MEMO_LIMIT", 3)
     monkeypatch.setattr(fast_module, "_DECIMAL_LIMIT", 2)
+    monkeypatch.setattr(fast_module, "_INSTRUMENTS", {})  # (not the other tests' instruments)
     for n in range(6):
         page = [position(account_id=str(uuid.UUID(int=n * 3 + k + 1)),
                          instrument={"uuid": str(uuid.UUID(int=1000 + n + k))},
                          quantity=f"{n}.{k}", locked_for_trading=str(k))
                 for k in range(4)]
+        assert fast_module._canonical_positions(page) is not None
         assert_agree(page)
     assert len(fast_module._INSTRUMENTS) <= 3 + 4
 

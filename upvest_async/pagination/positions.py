@@ -228,7 +228,8 @@ def _instruments(instrument_ids: list[str], isins: list[str | None]) -> list[Ins
     (its keys were valid); ``None`` when a uuid not met before is not canonical."""
     memo = _INSTRUMENTS
     found: list[Instrument | None] = list(map(memo.get, instrument_ids))
-    if None not in found and list(map(_ISIN_OF, found)) == isins:
+    # (all(): a test for None that calls no __eq__; an Instrument is always true)
+    if all(found) and list(map(_ISIN_OF, found)) == isins:
         return found  # type: ignore[return-value]
     missing = [index for index, (instrument, isin) in enumerate(zip(found, isins, strict=True))
                if instrument is None or instrument.isin != isin]
