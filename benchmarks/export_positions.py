@@ -139,11 +139,16 @@ def child(variant: str) -> None:
 
 
 def measure(variant: str, settings: dict[str, Any], accounts: list[str],
-            concurrency: int) -> dict[str, Any]:
+            concurrency: int, *, code: str | None = None) -> dict[str, Any]:
+    """Run ``variant`` in a child process; ``code``: a directory holding another
+    ``upvest_async`` package to import instead (``--before``)."""
     job = json.dumps({"settings": settings, "accounts": accounts, "concurrency": concurrency})
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, __file__, "--child", variant], input=job, capture_output=True,
-        text=True, check=True,
+        text=True, check=True, env=env,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -226,11 +231,15 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         accounts = Tenant(accounts=args.accounts, positions_per_account=0, seed=0).account_ids
         measure("floor", sandbox.settings, accounts, args.concurrency)  # warm the server
         runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": []}
+        if args.before:
+            runs["before"] = []
         # Interleaved, so that a burst of load from elsewhere hits both variants alike.
         for _ in range(args.repeat):
-            for variant in ("sdk", "floor"):
-                runs[variant].append(measure(variant, sandbox.settings, accounts,
-                                             args.concurrency))
+            for variant in runs:
+                runs[variant].append(measure(
+                    "sdk" if variant == "before" else variant, sandbox.settings, accounts,
+                    args.concurrency, code=args.before if variant == "before" else None,
+                ))
         runs["naive"] = [measure("naive", sandbox.settings, accounts, args.concurrency)]
     rates: dict[str, float] = {}
     rows = []
@@ -238,6 +247,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         "sdk": f"(a) SDK positions.export(concurrency={args.concurrency})",
         "floor": f"(b) floor: aiohttp, all pages concurrent (<= {args.concurrency}), orjson.loads",
         "naive": "(c) naive: one page at a time, limit 100",
+        "before": f"(a) before: the same, code from {args.before}",
     }
     for variant, results in runs.items():
         assert all(r["positions"] == total for r in results), results
@@ -261,6 +271,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         f"\n\n(a)/(b) = {rates['sdk'] / rates['floor']:.2f} (target >= 0.95)   "
         f"(a)/(c) = {rates['sdk'] / rates['naive']:.1f} (target >= 30)"
     )
+    if "before" in rates:
+        text += f"   before: (a)/(b) = {rates['before'] / rates['floor']:.2f}"
     return text, rates
 
 
@@ -310,6 +322,9 @@ def main() -> None:
     parser.add_argument("--scaling", default="10000,100000,1000000",
                         help="positions exported to a file for the RSS table ('' skips it)")
     parser.add_argument("--scaling-latency-ms", type=float, default=5.0)
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run (a) with the upvest_async package found in DIR "
+                             "(e.g. from git archive), interleaved")
     args = parser.parse_args()
     if args.child:
         child(args.child)
