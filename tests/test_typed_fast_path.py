@@ -201,3 +201,19 @@ def test_an_empty_page_and_a_page_of_non_objects() -> None:
     pages: list[list[Any]] = [[None], [[]], ["x"], [position(), 5]]
     for data in pages:
         assert_agree(data)
+
+
+def test_the_slots_are_used_here_and_the_constructors_give_the_same_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert fast_module._SETTERS is not None and fast_module._INSTRUMENT_SETTERS is not None
+    assert fast_module._UUID_SETTERS is not None
+    page = [position(instrument={"uuid": str(uuid.uuid4()), "isin": None}),
+            position(account_id=str(uuid.uuid4()), quantity="-" + "9" * 63 + "." + "9" * 27)]
+    built_through_slots = structure_positions(page)
+    for name in ("_SETTERS", "_INSTRUMENT_SETTERS", "_UUID_SETTERS"):
+        monkeypatch.setattr(fast_module, name, None)
+    monkeypatch.setattr(fast_module, "_INSTRUMENTS", {})
+    assert fast_module._canonical_positions(page) is not None
+    assert_same_objects(structure_positions(page), built_through_slots)
+    assert_agree(page)

@@ -69,15 +69,16 @@ def _slot_setters(cls: type[Any], names: tuple[str, ...]) -> tuple[Any, ...] | N
     return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
 
 
-def _attrs_setters(cls: type[Any]) -> tuple[Any, ...] | None:
-    """:func:`_slot_setters` for a plain slotted attrs class (no validators, converters or
-    ``__attrs_post_init__``; a cached hash would be one more slot), fields in order."""
+def _attrs_setters(cls: type[Any], names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """:func:`_slot_setters` for a plain slotted attrs class whose fields are ``names`` in this
+    order (the order the columns are given in), with no validators, converters or
+    ``__attrs_post_init__`` (a cached hash would be one more slot)."""
     fields = attrs.fields(cls)
-    if hasattr(cls, "__attrs_post_init__") or any(
+    if tuple(f.name for f in fields) != names or hasattr(cls, "__attrs_post_init__") or any(
         f.validator or f.converter or not f.init for f in fields
     ):
         return None
-    return _slot_setters(cls, tuple(f.name for f in fields))
+    return _slot_setters(cls, names)
 
 
 def _build(cls: type[Any], setters: tuple[Any, ...] | None,
@@ -116,8 +117,8 @@ def _new_uuids(texts: Sequence[str]) -> list[uuid.UUID]:
     return _build(uuid.UUID, _UUID_SETTERS, (ints, repeat(uuid.SafeUUID.unknown)), len(texts))
 
 
-_SETTERS = _attrs_setters(Position)
-_INSTRUMENT_SETTERS = _attrs_setters(Instrument)
+_SETTERS = _attrs_setters(Position, _NAMES)
+_INSTRUMENT_SETTERS = _attrs_setters(Instrument, ("uuid", "isin"))
 _UUID_SETTERS = _uuid_setters()
 
 
