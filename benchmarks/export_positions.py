@@ -127,10 +127,11 @@ def child(variant: str) -> None:
 
     async def main() -> dict[str, Any]:
         async with UpvestClient(**job["settings"]) as client:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             count = await VARIANTS[variant](client, job["accounts"], job["concurrency"])
             seconds = time.perf_counter() - started
-            return {"positions": count, "seconds": seconds, "requests": client.stats.requests}
+            return {"positions": count, "seconds": seconds, "requests": client.stats.requests,
+                    "cpu_seconds": time.process_time() - cpu}
 
     result = asyncio.run(main())
     result["peak_rss_mib"] = peak_rss_mib()
@@ -138,11 +139,16 @@ def child(variant: str) -> None:
 
 
 def measure(variant: str, settings: dict[str, Any], accounts: list[str],
-            concurrency: int) -> dict[str, Any]:
+            concurrency: int, *, code: str | None = None) -> dict[str, Any]:
+    """Run ``variant`` in a child process; ``code``: a directory holding another
+    ``upvest_async`` package to import instead (``--before``)."""
     job = json.dumps({"settings": settings, "accounts": accounts, "concurrency": concurrency})
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, __file__, "--child", variant], input=job, capture_output=True,
-        text=True, check=True,
+        text=True, check=True, env=env,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -151,7 +157,7 @@ def measure(variant: str, settings: dict[str, Any], accounts: list[str],
 # --- decode cost -------------------------------------------------------------------------------
 
 
-def decode_costs(pages: int = 10) -> dict[str, float]:
+def decode_costs(pages: int = 10, rounds: int = 15) -> dict[str, float]:
     """Microseconds per position: json.loads, orjson.loads, the SDK's parse_page, the
     export's records, generic cattrs."""
     from upvest_async.converter import converter
@@ -168,28 +174,39 @@ def decode_costs(pages: int = 10) -> dict[str, float]:
     generic = converter.copy()
     generic.register_structure_hook(Position, generic.gen_structure_attrs_fromdict(Position))
 
-    def best(decode: Any) -> float:
-        fastest = float("inf")
-        for _ in range(7):
-            started = time.perf_counter()
-            for body in bodies:
-                decode(body)
-            fastest = min(fastest, time.perf_counter() - started)
-        return fastest / (pages * PAGE) * 1e6
+    from upvest_async import converter as converter_module
 
-    return {
-        "json.loads": best(json.loads),
-        "orjson.loads": best(orjson.loads),
-        "typed, SDK (parse_page: orjson + fast path)": best(
-            lambda body: parse_page(body, Position)
-        ),
-        "records, export (parse_page to PositionRecord: orjson + check)": best(
+    hook = converter_module._structure_position
+
+    def cold(body: bytes) -> Any:
+        """As a page whose decimal strings were never met before (the memo emptied)."""
+        converter_module._decimals.clear()
+        return parse_page(body, Position)
+
+    decoders: dict[str, Any] = {
+        "json.loads": json.loads,
+        "orjson.loads": orjson.loads,
+        "typed, SDK (parse_page: orjson + fast path)": lambda body: parse_page(body, Position),
+        "typed, SDK, every decimal string new (memo emptied per page)": cold,
+        "typed, per-item converter hook (before the page fast path)": lambda body: [
+            hook(item, Position) for item in orjson.loads(body)["data"]],
+        "records, export (parse_page to PositionRecord: orjson + check)": (
             lambda body: parse_page(body, PositionRecord)
         ),
-        "typed, generic cattrs (before the fast path)": best(
+        "typed, generic cattrs (before the fast path)": (
             lambda body: generic.structure(json.loads(body)["data"], list[Position])
         ),
     }
+    fastest = dict.fromkeys(decoders, float("inf"))
+    # Interleaved rounds (each decoder once per round), so that load from elsewhere hits all
+    # alike; the best round of each.
+    for _ in range(rounds):
+        for name, decode in decoders.items():
+            started = time.perf_counter()
+            for body in bodies:
+                decode(body)
+            fastest[name] = min(fastest[name], time.perf_counter() - started)
+    return {name: seconds / (pages * PAGE) * 1e6 for name, seconds in fastest.items()}
 
 
 # --- the parent --------------------------------------------------------------------------------
@@ -214,11 +231,15 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         accounts = Tenant(accounts=args.accounts, positions_per_account=0, seed=0).account_ids
         measure("floor", sandbox.settings, accounts, args.concurrency)  # warm the server
         runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": []}
+        if args.before:
+            runs["before"] = []
         # Interleaved, so that a burst of load from elsewhere hits both variants alike.
         for _ in range(args.repeat):
-            for variant in ("sdk", "floor"):
-                runs[variant].append(measure(variant, sandbox.settings, accounts,
-                                             args.concurrency))
+            for variant in runs:
+                runs[variant].append(measure(
+                    "sdk" if variant == "before" else variant, sandbox.settings, accounts,
+                    args.concurrency, code=args.before if variant == "before" else None,
+                ))
         runs["naive"] = [measure("naive", sandbox.settings, accounts, args.concurrency)]
     rates: dict[str, float] = {}
     rows = []
@@ -226,6 +247,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         "sdk": f"(a) SDK positions.export(concurrency={args.concurrency})",
         "floor": f"(b) floor: aiohttp, all pages concurrent (<= {args.concurrency}), orjson.loads",
         "naive": "(c) naive: one page at a time, limit 100",
+        "before": f"(a) before: the same, code from {args.before}",
     }
     for variant, results in runs.items():
         assert all(r["positions"] == total for r in results), results
@@ -234,7 +256,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         rates[variant] = total / fastest["seconds"]
         rows.append([
             labels[variant], f"{fastest['requests']:,}", f"{fastest['seconds']:.3f}",
-            f"{median:.3f}", f"{rates[variant]:,.0f}",
+            f"{median:.3f}", f"{fastest['cpu_seconds']:.3f}", f"{rates[variant]:,.0f}",
             f"{max(r['peak_rss_mib'] for r in results):.0f}",
         ])
     heading = (
@@ -242,12 +264,15 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         f"{args.latency_ms:g} ms latency; best of {args.repeat} interleaved runs ((c): 1 run)"
     )
     text = heading + "\n\n" + table(
-        ["variant", "requests", "best s", "median s", "positions/s (best)", "peak RSS MiB"], rows
+        ["variant", "requests", "best s", "median s", "CPU s (best run)", "positions/s (best)",
+         "peak RSS MiB"], rows
     )
     text += (
         f"\n\n(a)/(b) = {rates['sdk'] / rates['floor']:.2f} (target >= 0.95)   "
         f"(a)/(c) = {rates['sdk'] / rates['naive']:.1f} (target >= 30)"
     )
+    if "before" in rates:
+        text += f"   before: (a)/(b) = {rates['before'] / rates['floor']:.2f}"
     return text, rates
 
 
@@ -297,6 +322,9 @@ def main() -> None:
     parser.add_argument("--scaling", default="10000,100000,1000000",
                         help="positions exported to a file for the RSS table ('' skips it)")
     parser.add_argument("--scaling-latency-ms", type=float, default=5.0)
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run (a) with the upvest_async package found in DIR "
+                             "(e.g. from git archive), interleaved")
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -309,7 +337,8 @@ def main() -> None:
     costs = decode_costs()
     base = costs["json.loads"]
     rows = [[name, f"{value:.2f}", f"{value / base:.1f}x"] for name, value in costs.items()]
-    print("Decode cost per position (10 pages x 1,000 positions, best of 7)\n")
+    print("Decode cost per position (10 pages x 1,000 positions, best of 15 interleaved "
+          "rounds)\n")
     print(table(["decoder", "us/position", "vs json.loads"], rows))
 
 

@@ -91,7 +91,10 @@ def assert_agree(data: list[Any]) -> None:
         for name in QUANTITIES:
             assert Decimal(record[name]) == getattr(model, name)
     # Written: the API's strings, in the model's shape, through either renderer.
-    lines = render_jsonl(records).splitlines()
+    # JSONL lines end at "\n" only: an isin may hold U+2028, which str.splitlines() splits at
+    text = render_jsonl(records)
+    assert text == "" or text.endswith("\n")
+    lines = text.split("\n")[:-1]
     rows = list(csv.reader(io.StringIO(render_csv(records), newline="")))
     assert len(lines) == len(rows) == len(data)
     for line, row, item in zip(lines, rows, data, strict=True):
@@ -273,3 +276,11 @@ async def test_the_export_job_writes_what_the_typed_path_writes_and_fails_closed
                     "account_id,instrument.uuid,instrument.isin,quantity,available_for_trading,"
                     "locked_for_trading,pending_settlement\r\n") == typed_text
                 assert bad not in written and "\"1e5\"" not in written
+
+
+def test_an_isin_with_a_line_separator_stays_on_its_json_line() -> None:
+    data = [position(instrument={"uuid": INSTRUMENT, "isin": "\u00e9\u2028"}), position()]
+    assert_agree(data)
+    text = render_jsonl(fast(data))
+    assert text.count("\n") == 2
+    assert json.loads(text.split("\n")[0])["instrument"]["isin"] == "\u00e9\u2028"

@@ -8,7 +8,7 @@ from ..converter import converter, structure
 from ..errors import ResponseValidationError
 from ..json_body import parse_json
 from ..models import Meta, Page
-from ..models.positions import PositionRecord
+from ..models.positions import Position, PositionRecord
 
 __all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
 
@@ -42,6 +42,11 @@ def structure_items(data: list[Any], item_type: type[T], request_id: str | None)
 
         records: list[T] = position_records(data, request_id=request_id)  # type: ignore[assignment]
         return records
+    if item_type is Position:
+        from .positions import structure_positions
+
+        positions: list[T] = structure_positions(data, request_id)  # type: ignore[assignment]
+        return positions
     hook = converter.get_structure_hook(item_type)
     try:
         return [hook(item, item_type) for item in data]

@@ -48,8 +48,9 @@ class _Stream(Generic[K, T]):
         self.plan_offset = paginator.offset  # the next offset to request
         self.plan_end = paginator.offset  # offsets below this are still to be requested
         self.slots: collections.deque[_Slot] = collections.deque()
-        # The last pages delivered (their item lists), to find the reading position again.
-        self.tail: collections.deque[list[T]] = collections.deque(maxlen=2)
+        # The last pages delivered, to find the reading position again: their items, or the
+        # items' keys when the paginator has a key (so delivered items are not kept alive).
+        self.tail: collections.deque[list[Any]] = collections.deque(maxlen=2)
         self.unsettled = 0
         self.finished = False
         # Bounds against a server that never lets a list end: items delivered so far, the
@@ -105,7 +106,9 @@ class _Stream(Generic[K, T]):
         self.plan_offset = offset
         self.plan_end = max(offset, end)
 
-    async def _first_page(self, offset: int, limit: int) -> tuple[Page[T], str | None]:
+    async def _first_page(
+        self, offset: int, limit: int
+    ) -> tuple[Meta, list[Any], str | None]:
         response = await self._fetch(offset, limit, held=False)
         request_id = response.request_id
         meta, data = parse_envelope(response.body, request_id)
@@ -117,11 +120,11 @@ class _Stream(Generic[K, T]):
         if data:
             self._plan_from(offset + len(data))
         self.scheduler.refill()
-        # Let the requests just planned go out before the (slower) typed decoding.
-        await asyncio.sleep(0)
-        page = Page(items=structure_items(data, self.paginator.item_type, request_id), meta=meta)
-        self.scheduler.gate.held += 1  # only now: a page that failed to decode holds nothing
-        return page, request_id
+        # The items are decoded on delivery, as those of the following pages: typed items
+        # held for long (the first pages of every list started) only make the cyclic GC
+        # scan them again and again, where decoded JSON of strings is soon untracked.
+        self.scheduler.gate.held += 1
+        return meta, data, request_id
 
     async def _drop_plan(self) -> None:
         """Cancel the pages requested ahead and forget the plan."""
@@ -149,8 +152,10 @@ class _Stream(Generic[K, T]):
             self.scheduler.refill()
             # Let the requests this turn allows go out before decoding.
             await asyncio.sleep(0)
-            if isinstance(result, tuple):  # the first page, decoded and checked by its task
-                page, request_id = result
+            if isinstance(result, tuple):  # the first page, its envelope checked by its task
+                meta, data, request_id = result
+                page = Page(items=structure_items(data, self.paginator.item_type, request_id),
+                            meta=meta)
             else:
                 page = self.paginator._decode(result)
                 request_id = result.request_id
@@ -274,28 +279,27 @@ class _Stream(Generic[K, T]):
     def _locate(self, items: list[T]) -> tuple[int | None, bool, Callable[[T], bool]]:
         """Where the newest recently delivered item is in ``items`` (``None``: nowhere),
         whether it is the very last one delivered, and a test for "delivered lately"."""
-        recent = [item for chunk in self.tail for item in chunk]
+        recent = [mark for chunk in self.tail for mark in chunk]  # items, or their keys
         key = self.paginator.key
         positions: dict[Any, int]
         try:
+            seen: set[Any] = set(recent)
             if key is None:
                 positions = {item: index for index, item in enumerate(items)}
-                seen: set[Any] = set(recent)
                 delivered_before: Callable[[T], bool] = seen.__contains__
             else:
                 positions = {key(item): index for index, item in enumerate(items)}
-                seen = {key(item) for item in recent}
 
                 def delivered_before(item: T) -> bool:
                     return key(item) in seen
         except TypeError:  # unhashable items and no key: look for the last item only
             last = recent[-1]
             for index, item in enumerate(items):
-                if item == last:
+                if (item if key is None else key(item)) == last:
                     return index, True, lambda _: False
             return None, False, lambda _: False
-        for back, item in enumerate(reversed(recent)):
-            found = positions.get(item if key is None else key(item))
+        for back, mark in enumerate(reversed(recent)):
+            found = positions.get(mark)
             if found is not None:
                 return found, back == 0, delivered_before
         return None, False, delivered_before
@@ -324,7 +328,8 @@ class _Stream(Generic[K, T]):
                 self.plan_end = self.plan_offset
         self.next_offset = offset + len(items) if end is None else end
         self.paginator.next_offset = self.next_offset
-        self.tail.append(items)
+        key = self.paginator.key
+        self.tail.append(items if key is None else list(map(key, items)))
         self.unsettled = 0
         if meta.offset != offset or meta.count != len(items):
             meta = attrs.evolve(meta, offset=offset, count=len(items))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from operator import attrgetter
 from typing import Unpack
 
 from ..errors import ValidationError
@@ -23,9 +24,9 @@ __all__ = ["DEFAULT_EXPORT_CONCURRENCY", "Positions"]
 DEFAULT_EXPORT_CONCURRENCY = 16
 
 
-def _instrument_key(position: Position) -> uuid.UUID:
-    """A position is the one of its instrument (one position per instrument, E17)."""
-    return position.instrument.uuid
+#: A position is the one of its instrument (one position per instrument, E17): its key is
+#: ``position.instrument.uuid`` (an ``attrgetter``: called for every position delivered).
+_instrument_key: Callable[[Position], uuid.UUID] = attrgetter("instrument.uuid")
 
 
 def _record_key(record: PositionRecord) -> str:
