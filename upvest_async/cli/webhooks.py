@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 from aiohttp import web
@@ -27,11 +27,13 @@ from ..client import UpvestClient
 from ..config import has_credentials
 from ..errors import UpvestError
 from ..models.webhooks import WebhookEvent
-from ..sandbox import Sandbox
 from ..webhooks import DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH, MemoryEventStore
 from ..webhooks.app import WebhookReceiver
 from ..webhooks.events import dumps_json
 from .common import EXIT_USAGE, stderr
+
+if TYPE_CHECKING:  # imported when listen runs without credentials: other commands start faster
+    from ..sandbox import Sandbox
 
 __all__ = ["webhooks_group"]
 
@@ -66,6 +68,8 @@ _DEMO_USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
 @contextlib.asynccontextmanager
 async def _client() -> AsyncIterator[tuple[UpvestClient, Sandbox | None]]:
     """The configured API's client, or an embedded sandbox's (and the sandbox)."""
+    from ..sandbox import Sandbox
+
     if has_credentials():
         async with UpvestClient.from_env() as client:
             stderr.print(f"Verifying with the keys of {client.base_url} (UPVEST_API_* variables)")
