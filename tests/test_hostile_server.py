@@ -102,8 +102,9 @@ class Hostile:
         return UpvestClient(**settings)
 
 
-@pytest.fixture
-async def hostile() -> AsyncIterator[Hostile]:
+@contextlib.asynccontextmanager
+async def running_hostile() -> AsyncIterator[Hostile]:
+    """A started :class:`Hostile`, closed on exit."""
     server = Hostile()
     await server.start()
     try:
@@ -111,6 +112,12 @@ async def hostile() -> AsyncIterator[Hostile]:
     finally:
         assert server.server is not None
         await server.server.close()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Hostile]:
+    async with running_hostile() as server:
+        yield server
 
 
 def answer(body: bytes, status: int = 200, **headers: str) -> Handler:

@@ -35,6 +35,7 @@ from .test_hostile_server import (
     hostile,
     list_positions,
     retrieve,
+    running_hostile,
 )
 
 __all__ = ["hostile"]  # the fixture, imported
@@ -150,13 +151,8 @@ async def test_429_forever_ends_after_the_retries(hostile: Hostile) -> None:
 @pytest.fixture
 async def elsewhere() -> AsyncIterator[Hostile]:
     """A second server, the target of redirects: it must never be reached."""
-    server = Hostile()
-    await server.start()
-    try:
+    async with running_hostile() as server:
         yield server
-    finally:
-        assert server.server is not None
-        await server.server.close()
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
