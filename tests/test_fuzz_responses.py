@@ -6,7 +6,9 @@ within its timeout, never an unhandled exception, a hang or an endless list."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -105,14 +107,13 @@ content_types = st.sampled_from(["application/json", "application/problem+json",
                                  "application/octet-stream"])
 
 
-async def _exercise(body: bytes, status: int, content_type: str) -> None:
-    async def token(_: web.Request) -> web.Response:
-        return web.json_response({"access_token": "t", "expires_in": 60})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-    async def positions(_: web.Request) -> web.Response:
-        return web.Response(status=status, body=body, content_type=content_type,
-                            headers={"retry-after": "0"})
 
+@contextlib.asynccontextmanager
+async def _serving_client(token: Handler, positions: Handler) -> AsyncIterator[UpvestClient]:
+    """A client (1 retry, 5 s timeout, 4096-byte bodies) of a loopback server answering
+    ``POST /auth/token`` with ``token`` and the positions list with ``positions``."""
     app = web.Application()
     app.router.add_post("/auth/token", token)
     app.router.add_get("/accounts/{account}/positions", positions)
@@ -124,14 +125,26 @@ async def _exercise(body: bytes, status: int, content_type: str) -> None:
             base_url=str(server.make_url("/")).rstrip("/"), max_retries=1, timeout=5,
             max_response_bytes=4096,
         ) as client:
-            try:
-                async with asyncio.timeout(10):
-                    items = [p async for p in client.positions.list(ACCOUNT, max_items=5)]
-                assert all(isinstance(item, Position) for item in items)
-            except UpvestError as error:
-                assert str(error)  # a one-line message, never empty
+            yield client
     finally:
         await server.close()
+
+
+async def _exercise(body: bytes, status: int, content_type: str) -> None:
+    async def token(_: web.Request) -> web.Response:
+        return web.json_response({"access_token": "t", "expires_in": 60})
+
+    async def positions(_: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type=content_type,
+                            headers={"retry-after": "0"})
+
+    async with _serving_client(token, positions) as client:
+        try:
+            async with asyncio.timeout(10):
+                items = [p async for p in client.positions.list(ACCOUNT, max_items=5)]
+            assert all(isinstance(item, Position) for item in items)
+        except UpvestError as error:
+            assert str(error)  # a one-line message, never empty
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -184,25 +197,13 @@ async def _exercise_token(body: bytes, status: int) -> None:
         sent.append(request.headers.get("authorization", ""))
         return web.json_response(GOOD_PAGE)
 
-    app = web.Application()
-    app.router.add_post("/auth/token", token)
-    app.router.add_get("/accounts/{account}/positions", positions)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with UpvestClient(
-            client_id=ACCOUNT, client_secret="s", key_id="k", private_key=pem(p521_key()),
-            base_url=str(server.make_url("/")).rstrip("/"), max_retries=1, timeout=5,
-            max_response_bytes=4096,
-        ) as client:
-            try:
-                async with asyncio.timeout(10):
-                    items = [p async for p in client.positions.list(ACCOUNT, max_items=5)]
-                assert items and all(isinstance(item, Position) for item in items)
-            except UpvestError as error:
-                assert str(error) and not sent  # a refused token sends no API request
-    finally:
-        await server.close()
+    async with _serving_client(token, positions) as client:
+        try:
+            async with asyncio.timeout(10):
+                items = [p async for p in client.positions.list(ACCOUNT, max_items=5)]
+            assert items and all(isinstance(item, Position) for item in items)
+        except UpvestError as error:
+            assert str(error) and not sent  # a refused token sends no API request
     for header in sent:  # what was accepted is a clean bearer token
         assert header.startswith("Bearer ") and header.isascii() and header.isprintable()
 
