@@ -15,32 +15,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upvest_async import ResponseValidationError
 from upvest_async import converter as converter_module
-from upvest_async.converter import converter, structure
+from upvest_async.converter import converter
 from upvest_async.models import Position
 from upvest_async.models.positions import Instrument
 from upvest_async.pagination import parse_page
 from upvest_async.pagination import positions as fast_module
 from upvest_async.pagination.positions import structure_positions
 
-from .test_records import EDGE_DECIMALS, QUANTITIES, SEED_POSITIONS, position, positions
+from .test_records import (
+    EDGE_DECIMALS,
+    QUANTITIES,
+    SEED_POSITIONS,
+    outcome,
+    position,
+    positions,
+    typed,
+)
 
 # The generated cattrs function, without any fast path: the reference for values.
 generic = converter.copy()
 generic.register_structure_hook(Position, generic.gen_structure_attrs_fromdict(Position))
-
-
-def outcome(decode: Any, data: list[Any]) -> tuple[Any, tuple[str, str | None] | None]:
-    try:
-        return decode(data), None
-    except ResponseValidationError as exc:
-        return None, (str(exc), exc.path)
-
-
-def typed(data: list[Any]) -> list[Position]:
-    result: list[Position] = structure(data, list[Position])
-    return result
 
 
 def assert_same_objects(fast: list[Position], reference: list[Position]) -> None:
