@@ -211,3 +211,22 @@ def test_load_report_drops_a_torn_tail_and_refuses_damage(tmp_path: Path) -> Non
     path.write_bytes(line)
     with pytest.raises(ReportError, match="report of batch 'b', not 'c'"):
         load_report(path, "c")
+
+
+def test_an_unexpected_error_in_an_export_still_writes_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_credentials: None
+) -> None:
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("upvest_async.cli.export.export_positions", broken)
+    out, summary = tmp_path / "p.jsonl", tmp_path / "s.json"
+    result = CliRunner().invoke(main, [
+        "export-positions", "--out", str(out), "--summary-json", str(summary), "--quiet",
+        "--sandbox-accounts", "2", "--sandbox-positions", "1"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "export failed unexpectedly: RuntimeError: boom second line"]
+    assert json.loads(summary.read_text())["exit_status"] == 1
+    assert not out.exists()

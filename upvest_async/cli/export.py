@@ -19,6 +19,7 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    one_line,
     open_client,
     sandbox_options,
     stderr,
@@ -145,8 +146,8 @@ def export_positions_command(
         stderr.print(f"export failed: {exc}")
         status = EXIT_FAILED
     except Exception as exc:  # a bug or the environment: still write the summary, exit 1
-        stderr.print(f"export failed unexpectedly: {type(exc).__name__}: {redact(str(exc))}",
-                     markup=False)
+        stderr.print(one_line(f"export failed unexpectedly: {type(exc).__name__}: "
+                              f"{redact(str(exc))}"), markup=False)
         status = EXIT_FAILED
     if summary.failed and not status:
         status = EXIT_FAILED
