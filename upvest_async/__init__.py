@@ -5,6 +5,8 @@ and receiving (:mod:`upvest_async.webhooks`), and the embedded sandbox in
 :mod:`upvest_async.sandbox`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .client import UpvestClient
 from .config import DEFAULT_BASE_URL
 from .errors import (
@@ -56,20 +58,55 @@ from .responses import APIResponse, RawResponse
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .transport import RequestOptions
-from .webhooks import (
-    EventStore,
-    MemoryEventStore,
-    RebalancingExecutionOrder,
-    RebalancingExecutionOrderStatus,
-    WebhookEvent,
-    WebhookEventType,
-    WebhookKeys,
-    WebhookPayloadError,
-    WebhookReceiver,
-    WebhookVerificationError,
-    WebhookVerifier,
-    webhook_app,
-)
+
+if TYPE_CHECKING:  # imported on first use (see __getattr__): aiohttp.web and JOSE are not
+    # needed by a client that never receives webhooks, nor by ``export-positions``.
+    from .webhooks import (
+        EventStore,
+        MemoryEventStore,
+        RebalancingExecutionOrder,
+        RebalancingExecutionOrderStatus,
+        WebhookEvent,
+        WebhookEventType,
+        WebhookKeys,
+        WebhookPayloadError,
+        WebhookReceiver,
+        WebhookVerificationError,
+        WebhookVerifier,
+        webhook_app,
+    )
+
+#: The webhook names of ``__all__``, imported from :mod:`upvest_async.webhooks` on first use.
+_WEBHOOK_NAMES = frozenset({
+    "EventStore",
+    "MemoryEventStore",
+    "RebalancingExecutionOrder",
+    "RebalancingExecutionOrderStatus",
+    "WebhookEvent",
+    "WebhookEventType",
+    "WebhookKeys",
+    "WebhookPayloadError",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "WebhookVerifier",
+    "webhook_app",
+})
+
+
+def __getattr__(name: str) -> Any:
+    """The webhook names (:data:`_WEBHOOK_NAMES`), imported on first access (PEP 562), so that
+    ``import upvest_async`` does not import the receiver (``aiohttp.web``) and JOSE."""
+    if name in _WEBHOOK_NAMES:
+        from . import webhooks
+
+        value = getattr(webhooks, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _WEBHOOK_NAMES)
 
 __version__ = "0.1.0"
 """The package version, the one source of truth for it: the wheel's metadata is built from it

@@ -8,7 +8,7 @@ import ssl as ssl_module
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, Unpack
 
 import aiohttp
 import attrs
@@ -25,7 +25,9 @@ from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .tokens import TokenManager
 from .transport import Limits, RequestOptions, Transport
-from .webhooks.resource import Webhooks
+
+if TYPE_CHECKING:
+    from .webhooks.resource import Webhooks
 
 __all__ = ["UpvestClient"]
 
@@ -160,8 +162,7 @@ class UpvestClient:
         self._closed = False
         self.positions = Positions(self)
         self.portfolios = Portfolios(self)
-        #: Webhook verification keys and verified events (:mod:`upvest_async.webhooks`).
-        self.webhooks = Webhooks(self)
+        self._webhooks: Webhooks | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -205,8 +206,22 @@ class UpvestClient:
         view._defaults = {**self._defaults, **options}
         view.positions = Positions(view)
         view.portfolios = Portfolios(view)
-        view.webhooks = self.webhooks.for_client(view)
+        view._webhooks = None  # (made on first use, from the original's: see webhooks)
         return view
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Webhook verification keys and verified events (:mod:`upvest_async.webhooks`),
+        made on first use (so a client that never receives webhooks never imports the
+        receiver or JOSE). A :meth:`with_options` view shares the original's JWKS cache,
+        verifier and replay cache."""
+        if self._webhooks is None:
+            from .webhooks.resource import Webhooks
+
+            root = self._root
+            self._webhooks = (Webhooks(self) if root is None or root is self
+                              else root.webhooks.for_client(self))
+        return self._webhooks
 
     async def with_raw_response(
         self, method: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs

@@ -13,6 +13,7 @@ shows its traceback).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -22,19 +23,43 @@ import click
 
 from ..redaction import redact
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, one_line
-from .export import export_positions_command
 from .preflight import shown
-from .rebalance import rebalance_command
-from .sandbox import sandbox_command
-from .webhooks import webhooks_group
 
-__all__ = ["OneLineErrors", "main"]
+__all__ = ["COMMANDS", "OneLineErrors", "main"]
+
+#: Each command's name and where it is defined (``module:attribute``, relative to this
+#: package), imported only when looked up (see :class:`OneLineErrors`).
+COMMANDS = {
+    "export-positions": ".export:export_positions_command",
+    "rebalance": ".rebalance:rebalance_command",
+    "sandbox": ".sandbox:sandbox_command",
+    "webhooks": ".webhooks:webhooks_group",
+}
 
 
 class OneLineErrors(click.Group):
     """A group whose usage errors (click's own and :class:`~.preflight.PreflightError`) are
     printed as one line and exit with their status (2), without click's "Usage:/Try" block;
-    an unexpected exception is one line too, exit 1."""
+    an unexpected exception is one line too, exit 1.
+
+    Its commands (:data:`COMMANDS`) are imported when they are looked up, so that a command
+    imports only what it runs: ``export-positions`` never imports the webhook receiver
+    (``aiohttp.web``, JOSE) nor the sandbox, and starts that much sooner."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The command names: :data:`COMMANDS`, sorted."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, imported from its module on first use; ``None`` for a
+        name that is no command (click then reports it)."""
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, _, name = where.partition(":")
+        command = getattr(importlib.import_module(module, __name__), name)
+        assert isinstance(command, click.Command)
+        return command
 
     def main(
         self,
@@ -79,7 +104,3 @@ def main() -> None:
     """Async SDK tools for the Upvest Investment API."""
 
 
-main.add_command(export_positions_command)
-main.add_command(rebalance_command)
-main.add_command(sandbox_command)
-main.add_command(webhooks_group)

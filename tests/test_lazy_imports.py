@@ -1,0 +1,67 @@
+"""What each entry point imports: ``import upvest_async`` and ``export-positions`` never import
+the webhook receiver (``aiohttp.web``), JOSE or the sandbox; the webhook names still resolve.
+
+Each case runs in a fresh interpreter, so nothing imported by other tests hides an import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+#: Modules only webhooks, ``webhooks listen`` and the sandbox need.
+CLIENT_ID = "1a2b3c4d-0000-4000-8000-000000000001"
+HEAVY = ("aiohttp.web", "joserfc", "http_sfv", "upvest_async.webhooks", "upvest_async.sandbox")
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = (f"{code}\nimport json, sys\n"
+             f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=120)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("code", [
+    "import upvest_async",
+    "import upvest_async\nfrom tests.keys import p521_key, pem\n"
+    f"upvest_async.UpvestClient(client_id={CLIENT_ID!r}, client_secret='s', key_id='k',"
+    " private_key=pem(p521_key())).with_options(max_retries=0)",
+    "from upvest_async.cli import main; main.get_command(None, 'export-positions')",
+    "from upvest_async.cli import main; main.get_command(None, 'rebalance')",
+])
+def test_the_client_and_the_bulk_commands_do_not_import_webhooks_or_the_sandbox(
+        code: str) -> None:
+    assert _imported_after(code) == set()
+
+
+def test_webhook_names_resolve_on_first_use() -> None:
+    imported = _imported_after(
+        "import upvest_async\n"
+        "from upvest_async import WebhookVerifier, webhook_app\n"
+        "from upvest_async.webhooks import WebhookVerifier as Same\n"
+        "assert WebhookVerifier is Same and 'webhook_app' in dir(upvest_async)\n")
+    assert {"upvest_async.webhooks", "aiohttp.web", "joserfc"} <= imported
+
+
+def test_a_name_that_is_not_exported_is_still_an_attribute_error() -> None:
+    import upvest_async
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        upvest_async.nope  # noqa: B018
+
+
+def test_the_webhooks_namespace_is_made_on_first_use_and_shared_with_views() -> None:
+    from tests.keys import p521_key, pem
+    from upvest_async import UpvestClient
+
+    client = UpvestClient(client_id=CLIENT_ID, client_secret="s", key_id="k",
+                          private_key=pem(p521_key()))
+    view = client.with_options(max_retries=0)
+    assert view.webhooks.keys is client.webhooks.keys
+    assert view.webhooks.verifier is client.webhooks.verifier
+    assert view.webhooks._client is view and client.webhooks._client is client
+    assert client.webhooks is client.webhooks
