@@ -51,7 +51,8 @@ def env_of(settings: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def run(command: list[str], env: dict[str, str], *, tty: bool) -> dict[str, float]:
+def run(command: list[str], env: dict[str, str], *, tty: bool,
+        cwd: str | None = None) -> dict[str, float]:
     """Run ``command`` to its end: wall s, CPU s, peak RSS MiB (from wait4's rusage)."""
     master = slave = None
     if tty:
@@ -59,7 +60,7 @@ def run(command: list[str], env: dict[str, str], *, tty: bool) -> dict[str, floa
         drain = threading.Thread(target=_drain, args=(master,), daemon=True)
         drain.start()
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                                stderr=slave if tty else subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -143,7 +144,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--modes", default="progress,quiet,csv")
     parser.add_argument("--no-stages", action="store_true", help="skip the per-stage table")
     parser.add_argument("--before", metavar="DIR",
-                        help="also run the CLI from this source tree (PYTHONPATH: e.g. "
+                        help="also run the CLI from this source tree (as the working "
+                        "directory, which comes before any installed copy; e.g. "
                         "`git archive <commit> upvest_async | tar -x -C DIR`), interleaved, "
                         "as the 'before' rows")
     args = parser.parse_args(argv)
@@ -159,7 +161,12 @@ def main(argv: list[str]) -> None:
         accounts_file = folder / "accounts.txt"
         accounts_file.write_text("\n".join(accounts) + "\n")
         env = env_of(sandbox.settings)
-        old_env = {**env, "PYTHONPATH": args.before or ""}
+        if args.before:  # the 'before' runs must import DIR's package, not the installed one
+            where = subprocess.run(
+                [sys.executable, "-c", "import upvest_async; print(upvest_async.__file__)"],
+                cwd=args.before, capture_output=True, text=True, check=True).stdout.strip()
+            if not Path(where).resolve().is_relative_to(Path(args.before).resolve()):
+                raise SystemExit(f"--before {args.before}: imports {where} instead")
         cli = [*CLI, "export-positions", "--accounts-file", str(accounts_file),
                "--concurrency", str(args.concurrency)]
         commands: dict[str, tuple[list[str], bool]] = {  # (command, stderr on a pty)
@@ -184,7 +191,8 @@ def main(argv: list[str]) -> None:
             for name in chosen:
                 command, tty = commands[name]
                 results[name].append(
-                    run(command, old_env if name.startswith("before") else env, tty=tty))
+                    run(command, env, tty=tty,
+                        cwd=args.before if name.startswith("before") else None))
                 print(name, results[name][-1], file=sys.stderr, flush=True)
         floor_bytes = (folder / "floor.jsonl").read_bytes()
         same = {name: (folder / f"{name}.jsonl").read_bytes() == floor_bytes
