@@ -2,7 +2,7 @@
 
     python benchmarks/export_positions.py main-job [--help]   # the CLI vs floor_export.py
     python benchmarks/export_positions.py [--latency-ms 50] [--accounts 20] [--positions 2000]
-        [--concurrency 16] [--repeat 5] [--scaling 10000,100000,1000000]
+        [--concurrency 16] [--repeat 5] [--scaling 10000,100000,1000000] [--no-naive]
 
 Prints three tables:
 
@@ -11,7 +11,11 @@ Prints three tables:
    (b) the floor: a hand-written aiohttp client on the same signed session that requests the
        first page of every account, then all remaining pages, concurrently (the same limit of
        C requests in flight), and only ``orjson.loads`` the bodies;
-   (c) a naive client: one page at a time with ``limit=100``, account after account.
+   (c) a naive client: one page at a time with ``limit=100``, account after account
+       (``--no-naive`` skips it: it alone takes about 20 s);
+   and, interleaved with (a) and (b): (a) in a process whose GC is tuned as the CLI tunes
+   its own (``gc.freeze()``, a gen-0 threshold of 20,000; docs/guides/pagination.md), and
+   (d) ``export_records()`` (validated records, not typed).
 2. Peak RSS while exporting 10k, 100k and 1M positions to a JSONL file with the CLI's job
    (``upvest_async.jobs.export.export_positions``, built on ``positions.export_accounts``), at
    ``--scaling-latency-ms`` and 2,000 positions per account.
@@ -67,6 +71,23 @@ async def run_sdk(client: UpvestClient, accounts: list[str], concurrency: int) -
     return count
 
 
+async def run_records(client: UpvestClient, accounts: list[str], concurrency: int) -> int:
+    count = 0
+    async for _, records in client.positions.export_records(accounts, concurrency=concurrency):
+        count += len(records)
+    return count
+
+
+async def run_sdk_gc(client: UpvestClient, accounts: list[str], concurrency: int) -> int:
+    """(a) in a process tuned as the CLI tunes its own (``gc.freeze()``, a gen-0 threshold
+    of 20,000): the recipe of docs/guides/pagination.md for a process that only exports."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+    return await run_sdk(client, accounts, concurrency)
+
+
 async def run_floor(client: UpvestClient, accounts: list[str], concurrency: int) -> int:
     client._open()
     session = client._session
@@ -118,7 +139,8 @@ async def run_file(client: UpvestClient, accounts: list[str], concurrency: int) 
     return summary.positions
 
 
-VARIANTS = {"sdk": run_sdk, "floor": run_floor, "naive": run_naive, "file": run_file}
+VARIANTS = {"sdk": run_sdk, "floor": run_floor, "naive": run_naive, "file": run_file,
+            "records": run_records, "sdk-gc": run_sdk_gc}
 
 
 def child(variant: str) -> None:
@@ -230,7 +252,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
                         latency_ms=args.latency_ms) as sandbox:
         accounts = Tenant(accounts=args.accounts, positions_per_account=0, seed=0).account_ids
         measure("floor", sandbox.settings, accounts, args.concurrency)  # warm the server
-        runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": []}
+        runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": [], "sdk-gc": [],
+                                                 "records": []}
         if args.before:
             runs["before"] = []
         # Interleaved, so that a burst of load from elsewhere hits both variants alike.
@@ -240,13 +263,16 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
                     "sdk" if variant == "before" else variant, sandbox.settings, accounts,
                     args.concurrency, code=args.before if variant == "before" else None,
                 ))
-        runs["naive"] = [measure("naive", sandbox.settings, accounts, args.concurrency)]
+        if not args.no_naive:
+            runs["naive"] = [measure("naive", sandbox.settings, accounts, args.concurrency)]
     rates: dict[str, float] = {}
     rows = []
     labels = {
         "sdk": f"(a) SDK positions.export(concurrency={args.concurrency})",
         "floor": f"(b) floor: aiohttp, all pages concurrent (<= {args.concurrency}), orjson.loads",
         "naive": "(c) naive: one page at a time, limit 100",
+        "sdk-gc": "(a) with the GC tuned as the CLI tunes it (gc.freeze, threshold 20,000)",
+        "records": "(d) SDK export_records(): validated records, not typed",
         "before": f"(a) before: the same, code from {args.before}",
     }
     for variant, results in runs.items():
@@ -261,7 +287,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         ])
     heading = (
         f"Export of {args.accounts} accounts x {args.positions:,} positions ({total:,}) at "
-        f"{args.latency_ms:g} ms latency; best of {args.repeat} interleaved runs ((c): 1 run)"
+        f"{args.latency_ms:g} ms latency; best of {args.repeat} interleaved runs"
+        + ("" if args.no_naive else " ((c): 1 run)")
     )
     text = heading + "\n\n" + table(
         ["variant", "requests", "best s", "median s", "CPU s (best run)", "positions/s (best)",
@@ -269,7 +296,10 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
     )
     text += (
         f"\n\n(a)/(b) = {rates['sdk'] / rates['floor']:.2f} (target >= 0.95)   "
-        f"(a)/(c) = {rates['sdk'] / rates['naive']:.1f} (target >= 30)"
+        + (f"(a)/(c) = {rates['sdk'] / rates['naive']:.1f} (target >= 30)"
+           if "naive" in rates else "")
+        + f"   GC tuned (a)/(b) = {rates['sdk-gc'] / rates['floor']:.2f}"
+        f"   (d)/(b) = {rates['records'] / rates['floor']:.2f}"
     )
     if "before" in rates:
         text += f"   before: (a)/(b) = {rates['before'] / rates['floor']:.2f}"
@@ -321,6 +351,7 @@ def main() -> None:
                         help="runs of (a) and (b), interleaved; the best of each is shown")
     parser.add_argument("--scaling", default="10000,100000,1000000",
                         help="positions exported to a file for the RSS table ('' skips it)")
+    parser.add_argument("--no-naive", action="store_true", help="skip variant (c)")
     parser.add_argument("--scaling-latency-ms", type=float, default=5.0)
     parser.add_argument("--before", metavar="DIR",
                         help="also run (a) with the upvest_async package found in DIR "
