@@ -9,6 +9,7 @@ from ..errors import ResponseValidationError
 from ..json_body import parse_json
 from ..models import Meta, Page
 from ..models.positions import Position, PositionRecord
+from .wire import decode_positions_page
 
 __all__ = ["is_int", "parse_envelope", "parse_page", "structure_items"]
 
@@ -21,12 +22,26 @@ def parse_page(body: bytes, item_type: type[T], *, request_id: str | None = None
     lacks ``data``/``meta``, or an item does not match ``item_type`` (naming the first one,
     ``$[3].quantity``).
     """
-    meta, data = parse_envelope(body, request_id)
+    meta, data = parse_envelope(body, request_id, item_type)
     return Page(items=structure_items(data, item_type, request_id), meta=meta)
 
 
-def parse_envelope(body: bytes, request_id: str | None) -> tuple[Meta, list[Any]]:
-    """The typed ``meta`` and the raw ``data`` items of a list response body."""
+def parse_envelope(body: bytes, request_id: str | None,
+                   item_type: type[Any] | None = None) -> tuple[Meta, list[Any]]:
+    """The typed ``meta`` and the raw ``data`` items of a list response body: decoded JSON,
+    or for ``item_type`` :class:`Position` the :class:`~.wire.WirePosition`\\ s of a page of
+    exactly the seed's shape (:func:`~.wire.decode_positions_page`; the same values, the same
+    errors, decoded faster), which :func:`structure_items` accepts alike."""
+    if item_type is Position:
+        wire = decode_positions_page(body)
+        if wire is not None:
+            raw_meta, items = wire
+            try:
+                meta_value = parse_json(raw_meta, what="list page", request_id=request_id)
+            except ResponseValidationError:
+                pass  # (the whole body below, for the error its decoder names)
+            else:
+                return structure(meta_value, Meta, request_id=request_id), items
     document: Any = parse_json(body, what="list page", request_id=request_id)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ResponseValidationError("expected an object with a data array", path="$.data",

@@ -34,6 +34,7 @@ import attrs
 
 from .. import converter as _converter
 from ..models.positions import Instrument, Position
+from .wire import WirePosition, as_json_items
 
 __all__ = ["structure_positions"]
 
@@ -48,6 +49,11 @@ _QUANTITIES = tuple(map(itemgetter, ("quantity", "available_for_trading", "locke
 _NAMES = ("account_id", "instrument", "quantity", "available_for_trading",
           "locked_for_trading", "pending_settlement")
 _UUID_FIELD = itemgetter("uuid")
+_ACCOUNT_ATTR = attrgetter("account_id")
+_INSTRUMENT_ATTR = attrgetter("instrument")
+_UUID_ATTR = attrgetter("uuid")
+_QUANTITY_ATTRS = tuple(map(attrgetter, ("quantity", "available_for_trading",
+                                         "locked_for_trading", "pending_settlement")))
 _TEXT_OR_NONE = {str, type(None)}
 _MEMO_LIMIT = _converter._MEMO_LIMIT
 _DECIMAL_LIMIT = 4096  # (the converter's own limit)
@@ -122,16 +128,23 @@ _INSTRUMENT_SETTERS = _attrs_setters(Instrument, ("uuid", "isin"))
 _UUID_SETTERS = _uuid_setters()
 
 
-def structure_positions(data: list[Any], request_id: str | None = None) -> list[Position]:
-    """``data`` (a decoded ``data`` array) as :class:`Position` objects, exactly as
-    ``structure(data, list[Position])`` gives them.
+def structure_positions(data: Sequence[Any], request_id: str | None = None) -> list[Position]:
+    """``data`` (a decoded ``data`` array, or the :class:`~.wire.WirePosition`\\ s of
+    :func:`~.wire.decode_positions_page`) as :class:`Position` objects, exactly as
+    ``structure(data, list[Position])`` gives them for the same JSON.
 
     Raises :class:`~upvest_async.errors.ResponseValidationError` for the first malformed item,
     with the typed path's message and field path (``$[3].quantity``).
     """
-    positions = _canonical_positions(data)
-    if positions is not None:
-        return positions
+    if data and type(data[0]) is WirePosition:
+        positions = _canonical_wire_positions(data)
+        if positions is not None:
+            return positions
+        data = as_json_items(data)  # type: ignore[arg-type]
+    else:
+        positions = _canonical_positions(data)
+        if positions is not None:
+            return positions
     hook = _converter._structure_position
     try:
         return [hook(item, Position) for item in data]
@@ -141,11 +154,10 @@ def structure_positions(data: list[Any], request_id: str | None = None) -> list[
         return items
 
 
-def _canonical_positions(data: list[Any]) -> list[Position] | None:
-    """The positions of ``data`` when every item is canonical (see the module docs), else
-    ``None`` (which says nothing about validity)."""
-    count = len(data)
-    if not count:
+def _canonical_positions(data: Sequence[Any]) -> list[Position] | None:
+    """The positions of ``data`` (decoded JSON) when every item is canonical (see the module
+    docs), else ``None`` (which says nothing about validity)."""
+    if not data:
         return []
     try:
         if set(map(type, data)) != {dict}:
@@ -159,22 +171,42 @@ def _canonical_positions(data: list[Any]) -> list[Position] | None:
         if not set(map(type, isins)) <= _TEXT_OR_NONE:
             return None
         strings = [list(map(column, data)) for column in _QUANTITIES]
-        account_column = _accounts(accounts)
-        if account_column is None:
-            return None
-        instruments = _instruments(instrument_ids, isins)
-        if instruments is None:
-            return None
-        values: list[list[Decimal]] = []
-        for index, column in enumerate(strings):
-            # available_for_trading: often the quantity (nothing locked or pending)
-            decimals = (values[0] if index == 1 and column == strings[0]
-                        else _decimals(column))
-            if decimals is None:
-                return None
-            values.append(decimals)
+        return _from_columns(accounts, instrument_ids, isins, strings)
     except (KeyError, TypeError):  # a missing key, a non-string value, an unhashable value
         return None
+
+
+def _canonical_wire_positions(data: Sequence[WirePosition]) -> list[Position] | None:
+    """:func:`_canonical_positions` for :class:`~.wire.WirePosition`\\ s (whose fields are
+    all there and all strings, ``isin`` a string or ``None``: msgspec checked)."""
+    raws = list(map(_INSTRUMENT_ATTR, data))
+    try:
+        return _from_columns(list(map(_ACCOUNT_ATTR, data)), list(map(_UUID_ATTR, raws)),
+                             list(map(_ISIN_OF, raws)),
+                             [list(map(column, data)) for column in _QUANTITY_ATTRS])
+    except TypeError:  # (not reached: every value is a string)
+        return None
+
+
+def _from_columns(accounts: list[str], instrument_ids: list[str], isins: list[str | None],
+                  strings: list[list[str]]) -> list[Position] | None:
+    """The positions made of these columns (one value per position each) when all are
+    canonical, else ``None``; raises ``TypeError`` for a value that is not a string."""
+    count = len(accounts)
+    account_column = _accounts(accounts)
+    if account_column is None:
+        return None
+    instruments = _instruments(instrument_ids, isins)
+    if instruments is None:
+        return None
+    values: list[list[Decimal]] = []
+    for index, column in enumerate(strings):
+        # available_for_trading: often the quantity (nothing locked or pending)
+        decimals = (values[0] if index == 1 and column == strings[0]
+                    else _decimals(column))
+        if decimals is None:
+            return None
+        values.append(decimals)
     positions: list[Position] = _build(Position, _SETTERS,
                                        (account_column, instruments, *values), count)
     return positions

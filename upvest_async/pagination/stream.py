@@ -111,7 +111,7 @@ class _Stream(Generic[K, T]):
     ) -> tuple[Meta, list[Any], str | None]:
         response = await self._fetch(offset, limit, held=False)
         request_id = response.request_id
-        meta, data = parse_envelope(response.body, request_id)
+        meta, data = parse_envelope(response.body, request_id, self.paginator.item_type)
         self._check_response(meta, len(data), offset, limit, request_id)
         self.total = meta.total_count
         self.bound = GROWTH_FACTOR * max(0, meta.total_count) + limit
