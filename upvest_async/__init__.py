@@ -76,27 +76,12 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): aiohttp.web and JO
         webhook_app,
     )
 
-#: The webhook names of ``__all__``, imported from :mod:`upvest_async.webhooks` on first use.
-_WEBHOOK_NAMES = frozenset({
-    "EventStore",
-    "MemoryEventStore",
-    "RebalancingExecutionOrder",
-    "RebalancingExecutionOrderStatus",
-    "WebhookEvent",
-    "WebhookEventType",
-    "WebhookKeys",
-    "WebhookPayloadError",
-    "WebhookReceiver",
-    "WebhookVerificationError",
-    "WebhookVerifier",
-    "webhook_app",
-})
 
 
 def __getattr__(name: str) -> Any:
-    """The webhook names (:data:`_WEBHOOK_NAMES`), imported on first access (PEP 562), so that
+    """The webhook names (:data:`_LAZY_NAMES`), imported on first access (PEP 562), so that
     ``import upvest_async`` does not import the receiver (``aiohttp.web``) and JOSE."""
-    if name in _WEBHOOK_NAMES:
+    if name in _LAZY_NAMES:
         from . import webhooks
 
         value = getattr(webhooks, name)
@@ -106,7 +91,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _WEBHOOK_NAMES)
+    return sorted(set(globals()) | _LAZY_NAMES)
 
 __version__ = "0.1.0"
 """The package version, the one source of truth for it: the wheel's metadata is built from it
@@ -176,3 +161,7 @@ __all__ = [
     "__version__",
     "webhook_app",
 ]
+
+#: The names of ``__all__`` not imported above: the webhook names, imported from
+#: :mod:`upvest_async.webhooks` on first use (the ``TYPE_CHECKING`` import names them).
+_LAZY_NAMES = frozenset(__all__).difference(globals())
