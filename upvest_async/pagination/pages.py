@@ -36,17 +36,32 @@ def parse_envelope(body: bytes, request_id: str | None,
         wire = decode_positions_page(body)
         if wire is not None:
             raw_meta, items = wire
-            try:
-                meta_value = parse_json(raw_meta, what="list page", request_id=request_id)
-            except ResponseValidationError:
-                pass  # (the whole body below, for the error its decoder names)
-            else:
-                return structure(meta_value, Meta, request_id=request_id), items
+            meta = _flat_meta(raw_meta, request_id)
+            if meta is not None:
+                return meta, items
     document: Any = parse_json(body, what="list page", request_id=request_id)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ResponseValidationError("expected an object with a data array", path="$.data",
                                       request_id=request_id)
     return structure(document.get("meta"), Meta, request_id=request_id), document["data"]
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_meta(raw: bytes, request_id: str | None) -> Meta | None:
+    """The ``meta`` of a page msgspec decoded, when it is a valid ``Meta`` object of scalars
+    only (as every ``meta`` of the seeds is); else ``None``, and the whole body takes the JSON
+    path, so that an error is always that path's own (and no nesting reaches msgspec but the
+    page's four levels)."""
+    try:
+        value = parse_json(raw, what="list page", request_id=request_id)
+        if type(value) is not dict or not _SCALARS.issuperset(map(type, value.values())):
+            return None
+        meta: Meta = structure(value, Meta, request_id=request_id)
+    except ResponseValidationError:
+        return None
+    return meta
 
 
 def structure_items(data: list[Any], item_type: type[T], request_id: str | None) -> list[T]:

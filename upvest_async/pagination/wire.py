@@ -56,7 +56,10 @@ def decode_positions_page(body: bytes) -> tuple[bytes, list[WirePosition]] | Non
     docs)."""
     try:
         envelope = _decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:
+        # DecodeError and ValidationError, but also RecursionError for deep nesting (even
+        # 1,000 levels inside ``meta``): whatever it is, the JSON path decides, and raises
+        # its own typed error.
         return None
     return bytes(envelope.meta), envelope.data
 
