@@ -82,6 +82,16 @@ async def test_interrupted_export_resumes_from_its_checkpoint(
     tenant_sandbox: Sandbox, tmp_path: Path, stop: signal.Signals
 ) -> None:
     tenant_sandbox.state.latency = 0.05  # slow enough to interrupt part-way
+    read: set[str] = set()
+
+    def slow_down_after_four_accounts(account: str) -> None:
+        # From the 5th account on, every request waits 2 s (at most 2 in flight), so the
+        # export cannot finish before the signal lands, however loaded the machine.
+        read.add(account)
+        if len(read) > 4:
+            tenant_sandbox.state.latency = 2.0
+
+    tenant_sandbox.tenant.on_positions_read = slow_down_after_four_accounts
     out, checkpoint = tmp_path / "positions.jsonl", tmp_path / "export.checkpoint"
     args = ["export-positions", "--out", str(out), "--checkpoint", str(checkpoint),
             "--concurrency", "2", "--quiet"]
@@ -105,6 +115,7 @@ async def test_interrupted_export_resumes_from_its_checkpoint(
             stream.write(b'{"account_id": "torn')
     done_before = checkpoint.read_text().count('"account_id"')
 
+    tenant_sandbox.tenant.on_positions_read = None
     tenant_sandbox.state.latency = 0.0
     status, _, err_text = await run(tenant_sandbox, *args, "--summary-json",
                                     str(tmp_path / "s.json"))
