@@ -4,8 +4,9 @@ hand-written floor (``floor_export.py``), both against the sandbox in a child pr
     python benchmarks/export_positions.py main-job [--latency-ms 50] [--accounts 100]
         [--positions 2000] [--concurrency 16] [--repeat 3] [--modes progress,quiet,csv]
 
-Every run is a whole process (interpreter start-up and imports included) started with the
-sandbox's ``UPVEST_API_*`` variables; wall seconds from spawn to exit, CPU seconds (user +
+Every run is a whole process (interpreter start-up and imports included, the SDK's bytecode
+written first as ``pip install`` writes it: ``bytecode.py``) started with the sandbox's
+``UPVEST_API_*`` variables; wall seconds from spawn to exit, CPU seconds (user +
 system) and peak RSS from the child's ``rusage``. The modes: ``progress`` (the default CLI,
 its stderr on a pseudo-terminal so the rich progress bar really draws), ``quiet``
 (``--quiet``), ``csv`` (``--format csv --quiet``). Runs are interleaved (floor, then each
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from bytecode import ensure_bytecode
 from sandbox_process import SandboxProcess
 
 from upvest_async.sandbox.tenant import Tenant
@@ -149,6 +151,10 @@ def main(argv: list[str]) -> None:
                         "`git archive <commit> upvest_async | tar -x -C DIR`), interleaved, "
                         "as the 'before' rows")
     args = parser.parse_args(argv)
+    import upvest_async
+
+    ensure_bytecode(Path(upvest_async.__file__).parent,
+                    *([Path(args.before) / "upvest_async"] if args.before else []))
     modes = [m for m in args.modes.split(",") if m]
     total = args.accounts * args.positions
     tenant = Tenant(accounts=args.accounts, positions_per_account=args.positions, seed=0)

@@ -3,7 +3,8 @@ the hand-written floor (``floor_export.py``).
 
     python benchmarks/startup.py [--repeat 15] [--before DIR]
 
-Each case is a whole ``python -c`` process (interpreter start-up included); CPU seconds (user
+Each case is a whole ``python -c`` process (interpreter start-up included), with the SDK's
+bytecode written first, as ``pip install`` writes it (``bytecode.py``); CPU seconds (user
 + system) from the child's ``rusage``; interleaved, best of ``--repeat``. ``--before DIR``
 adds the same cases with the ``upvest_async`` package of DIR (run with DIR as the working
 directory, which comes before any installed copy; e.g. ``git archive <commit> upvest_async |
@@ -19,6 +20,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from bytecode import ensure_bytecode
 
 CASES = {
     "python -c pass": "pass",
@@ -48,6 +51,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--before", metavar="DIR")
     args = parser.parse_args()
+    import upvest_async
+
+    ensure_bytecode(Path(upvest_async.__file__).parent,
+                    *([Path(args.before) / "upvest_async"] if args.before else []))
     here = str(Path(__file__).resolve().parent)
     runs: dict[str, tuple[str, str]] = {name: (code, here) for name, code in CASES.items()}
     if args.before:
