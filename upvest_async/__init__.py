@@ -77,7 +77,6 @@ if TYPE_CHECKING:  # imported on first use (see __getattr__): aiohttp.web and JO
     )
 
 
-
 def __getattr__(name: str) -> Any:
     """The webhook names (:data:`_LAZY_NAMES`), imported on first access (PEP 562), so that
     ``import upvest_async`` does not import the receiver (``aiohttp.web``) and JOSE."""

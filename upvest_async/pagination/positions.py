@@ -180,12 +180,9 @@ def _canonical_wire_positions(data: Sequence[WirePosition]) -> list[Position] | 
     """:func:`_canonical_positions` for :class:`~.wire.WirePosition`\\ s (whose fields are
     all there and all strings, ``isin`` a string or ``None``: msgspec checked)."""
     raws = list(map(_INSTRUMENT_ATTR, data))
-    try:
-        return _from_columns(list(map(_ACCOUNT_ATTR, data)), list(map(_UUID_ATTR, raws)),
-                             list(map(_ISIN_OF, raws)),
-                             [list(map(column, data)) for column in _QUANTITY_ATTRS])
-    except TypeError:  # (not reached: every value is a string)
-        return None
+    return _from_columns(list(map(_ACCOUNT_ATTR, data)), list(map(_UUID_ATTR, raws)),
+                         list(map(_ISIN_OF, raws)),
+                         [list(map(column, data)) for column in _QUANTITY_ATTRS])
 
 
 def _from_columns(accounts: list[str], instrument_ids: list[str], isins: list[str | None],

@@ -5,11 +5,12 @@
 the fields of :class:`~upvest_async.models.Position` (``instrument`` with ``uuid`` and an
 optional ``isin``), every value a string (``isin`` a string or ``null``). Anything else (another
 key, a number where a string belongs, a missing field, any JSON msgspec refuses) gives
-``None``, and the caller decodes the body as before, with the usual errors. What it accepts is
-what :func:`~upvest_async.json_body.parse_json` decodes it to (msgspec and orjson agree on
-strict UTF-8, escapes, duplicate keys: the last one wins), minus nothing: no field exists but
-those kept. Its structs hold strings only and are not tracked by the cyclic garbage collector
-(``gc=False``), so a page waiting for delivery costs the collector nothing.
+``None``, and the caller decodes the body as before, with the usual errors. What it accepts
+decodes to the same values as :func:`~upvest_async.json_body.parse_json` gives (msgspec and
+orjson agree on strict UTF-8, escapes and duplicate keys: the last one wins), and since no
+other field is allowed, nothing is dropped. Its structs hold strings only and are not tracked
+by the cyclic garbage collector (``gc=False``), so a page waiting for delivery costs the
+collector nothing.
 
 The strings are not checked here: :func:`~upvest_async.pagination.positions.structure_positions`
 validates and converts them as it does decoded JSON.
