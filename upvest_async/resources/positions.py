@@ -33,6 +33,15 @@ def _record_key(record: PositionRecord) -> str:
     return record["instrument"]["uuid"]
 
 
+def _export_accounts(account_ids: Iterable[str | uuid.UUID], concurrency: int) -> list[str]:
+    """The account ids of an export, checked with its ``concurrency`` before anything is
+    sent. Raises :class:`~upvest_async.ValidationError` for a bad id or a ``concurrency``
+    that is not an integer >= 1."""
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValidationError("concurrency", "must be an integer >= 1")
+    return [check_uuid("account_id", account) for account in account_ids]
+
+
 def _empty_records() -> PositionRecords:
     records = PositionRecords()
     records.canonical = True
@@ -114,9 +123,7 @@ class Positions(Resource):
         ``concurrency`` (all ids are checked before anything is sent); the errors of
         :meth:`list` while iterating. Leaving the loop early cancels the requests in flight.
         """
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValidationError("concurrency", "must be an integer >= 1")
-        accounts = [check_uuid("account_id", account) for account in account_ids]
+        accounts = _export_accounts(account_ids, concurrency)
         paginators = [
             (account, self.list(account, page_size=page_size, prefetch=concurrency,
                                 strict=strict))
@@ -163,9 +170,7 @@ class Positions(Resource):
         out unchanged (see :mod:`upvest_async.records`). Same arguments, memory bound and
         errors (a malformed position is a :class:`~upvest_async.ResponseValidationError`
         naming its field, ``$[3].quantity``)."""
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValidationError("concurrency", "must be an integer >= 1")
-        accounts = [check_uuid("account_id", account) for account in account_ids]
+        accounts = _export_accounts(account_ids, concurrency)
         paginators = [
             (account, self._client._paginate(
                 f"/accounts/{account}/positions", PositionRecord, page_size=page_size,
