@@ -65,6 +65,13 @@ def _matches(path: Path, mark: Mark) -> tuple[bool, hashlib._Hash | None, int]:
     return digest is not None and digest.hexdigest() == mark.sha256, digest, size
 
 
+def _exactly(path: Path, mark: Mark) -> tuple[bool, int]:
+    """Whether ``path`` holds exactly the bytes ``mark`` vouches for, nothing more; and its
+    size (see :func:`_matches`)."""
+    same, _, size = _matches(path, mark)
+    return same and size == mark.offset, size
+
+
 def plan_resume(
     checkpoint: Path, *, out: Path, fmt: str, accounts: Sequence[str] | None
 ) -> Resume:
@@ -78,23 +85,22 @@ def plan_resume(
         return Resume("fresh", state)
     work = work_path(out)
     if state.complete:
-        if work.exists() and _matches(work, state.last)[::2] == (True, state.last.offset):
+        if work.exists() and _exactly(work, state.last)[0]:
             return Resume("rename", state)
         if not out.exists():
             raise CheckpointError(
                 f"checkpoint {checkpoint} records a complete export to {out}, but {out} does "
                 f"not exist; put it back, or {_RESTART}")
-        same, _, size = _matches(out, state.last)
-        if not same or size != state.last.offset:
+        exact, size = _exactly(out, state.last)
+        if not exact:
             raise CheckpointError(
                 f"{out} is not the complete export checkpoint {checkpoint} recorded "
                 f"({_difference(size, state.last)}); put it back, or {_RESTART}")
         return Resume("done", state)
     recorded = f"{len(state.done)} finished accounts, {state.last.offset} bytes"
-    if not work.exists() and len(state.done) == state.accounts and out.exists():
-        same, _, size = _matches(out, state.last)
-        if same and size == state.last.offset:  # only the completion line was lost
-            return Resume("done", state)
+    if (not work.exists() and len(state.done) == state.accounts and out.exists()
+            and _exactly(out, state.last)[0]):  # only the completion line was lost
+        return Resume("done", state)
     if not work.exists():
         raise CheckpointError(
             f"checkpoint {checkpoint} records {recorded} in {work}, but {work} does not "
