@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-#: Modules only webhooks, ``webhooks listen`` and the sandbox need.
 CLIENT_ID = "1a2b3c4d-0000-4000-8000-000000000001"
+#: Modules only webhooks, ``webhooks listen`` and the sandbox need.
 HEAVY = ("aiohttp.web", "joserfc", "http_sfv", "upvest_async.webhooks", "upvest_async.sandbox")
 
 

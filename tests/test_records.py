@@ -28,9 +28,8 @@ from upvest_async.records import (
     render_jsonl,
 )
 
-EXAMPLES = json.loads(
-    (Path(__file__).parent / "fixtures" / "seed_response_examples.json").read_text()
-)["examples"]
+from .test_models import EXAMPLES
+
 SEED_POSITIONS = [
     position
     for example in EXAMPLES if example["endpoint"] in {"E16", "E17"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,13 +52,6 @@ def assert_agree(body: bytes) -> None:
         assert_same_objects(page.items, reference.items)
 
 
-@pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    original = pages_module.decode_positions_page
-    yield
-    pages_module.decode_positions_page = original
-
-
 def test_a_page_of_the_seed_shape_is_decoded_by_msgspec_to_the_same_page() -> None:
     body = body_of(SEED_POSITIONS, {**META, "count": len(SEED_POSITIONS),
                                     "total_count": len(SEED_POSITIONS)})
@@ -86,7 +78,7 @@ def test_a_page_of_the_seed_shape_is_decoded_by_msgspec_to_the_same_page() -> No
     json.dumps([position()]).encode(),                                 # not an object
     b"\xef\xbb\xbf" + body_of([position()]),                           # a byte order mark
     body_of([position(instrument={"uuid": position()["instrument"]["uuid"],
-                                  "isin": "\udc00"})]).replace(b"\\udc00", b"\\udc00"),
+                                  "isin": "\udc00"})]),                # a lone surrogate
     body_of([position()]).replace(b'"US0378331005"', b'"US03\xff78331005"'),  # not UTF-8
     body_of([position()]) + b" x",                                     # trailing bytes
     body_of([position()], {**META, "offset": 1e999}).replace(b"Infinity", b"1e999"),
