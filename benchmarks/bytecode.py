@@ -13,8 +13,14 @@ import compileall
 from pathlib import Path
 
 
-def ensure_bytecode(*packages: Path) -> None:
-    """Compile every module under each of ``packages`` (``__pycache__``, git-ignored)."""
+def ensure_bytecode(before: str | None = None) -> None:
+    """Compile every module of the installed ``upvest_async`` and, with ``before`` (a
+    ``--before DIR``), of ``DIR/upvest_async`` (``__pycache__``, git-ignored)."""
+    import upvest_async
+
+    packages = [Path(upvest_async.__file__).parent]
+    if before:
+        packages.append(Path(before) / "upvest_async")
     for package in packages:
         if not compileall.compile_dir(package, quiet=1):
             raise SystemExit(f"could not compile {package}")

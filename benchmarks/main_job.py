@@ -151,10 +151,7 @@ def main(argv: list[str]) -> None:
                         "`git archive <commit> upvest_async | tar -x -C DIR`), interleaved, "
                         "as the 'before' rows")
     args = parser.parse_args(argv)
-    import upvest_async
-
-    ensure_bytecode(Path(upvest_async.__file__).parent,
-                    *([Path(args.before) / "upvest_async"] if args.before else []))
+    ensure_bytecode(args.before)
     modes = [m for m in args.modes.split(",") if m]
     total = args.accounts * args.positions
     tenant = Tenant(accounts=args.accounts, positions_per_account=args.positions, seed=0)

@@ -51,10 +51,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--before", metavar="DIR")
     args = parser.parse_args()
-    import upvest_async
-
-    ensure_bytecode(Path(upvest_async.__file__).parent,
-                    *([Path(args.before) / "upvest_async"] if args.before else []))
+    ensure_bytecode(args.before)
     here = str(Path(__file__).resolve().parent)
     runs: dict[str, tuple[str, str]] = {name: (code, here) for name, code in CASES.items()}
     if args.before:
