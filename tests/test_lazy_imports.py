@@ -65,3 +65,16 @@ def test_the_webhooks_namespace_is_made_on_first_use_and_shared_with_views() -> 
     assert view.webhooks.verifier is client.webhooks.verifier
     assert view.webhooks._client is view and client.webhooks._client is client
     assert client.webhooks is client.webhooks
+
+
+def test_the_lazy_commands_are_listed_and_an_unknown_one_is_a_one_line_usage_error() -> None:
+    listed = subprocess.run([sys.executable, "-m", "upvest_async", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0
+    for name in ("export-positions", "rebalance", "sandbox", "webhooks"):
+        assert f"  {name}  " in listed.stdout or f"  {name} " in listed.stdout
+    unknown = subprocess.run([sys.executable, "-m", "upvest_async", "nope"],
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "python -m upvest_async: error: No such command 'nope'."]
