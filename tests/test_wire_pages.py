@@ -1,12 +1,14 @@
 """Positions pages decoded by msgspec (``upvest_async.pagination.wire``) against the JSON path
-they replace: for every body, the same page (meta and typed positions) or the same error with
-the same message and field path. Hypothesis builds bodies of the seed's shape, with extra keys,
-missing and mistyped fields, odd escapes, and bytes flipped, inserted or cut."""
+they replace: for every body, with the compiled builder and without it, the same page (meta
+and typed positions) or the same error with the same message and field path. Hypothesis
+builds bodies of the seed's shape, with extra keys, missing and mistyped fields, odd escapes,
+and bytes flipped, inserted or cut."""
 
 from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,12 +19,25 @@ from upvest_async import ResponseValidationError
 from upvest_async.models import Position
 from upvest_async.pagination import pages as pages_module
 from upvest_async.pagination import parse_page
+from upvest_async.pagination import positions as positions_module
 from upvest_async.pagination.wire import WirePosition, decode_positions_page
 
 from .test_records import QUANTITIES, SEED_POSITIONS, decimals, position, positions, uuids
 from .test_typed_fast_path import assert_same_objects, canonical_positions
 
 META = {"offset": 0, "limit": 1000, "count": 1, "total_count": 1}
+
+
+@pytest.fixture(scope="module", autouse=True, params=["compiled", "python"])
+def builder(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: wire positions built by the compiled builder (``_build.c``), and by
+    the Python one (as without the extension). The JSON path is the reference for both."""
+    if request.param == "compiled" and positions_module._COMPILED is None:
+        pytest.skip("the extension is not built here")
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "python":
+            patch.setattr(positions_module, "_COMPILED", None)
+        yield request.param
 
 
 def body_of(data: Any, meta: Any = None, **extra: Any) -> bytes:
