@@ -17,7 +17,7 @@ where a string belongs, a malformed value) goes through the converter's hook for
 item by item, so what is accepted, the values, the errors and their field paths
 (``$[3].quantity``) are exactly the typed path's.
 
-The :class:`~.wire.WirePosition`\ s of a page msgspec decoded are built by the compiled twin of
+The :class:`~.wire.WirePosition`\\ s of a page msgspec decoded are built by the compiled twin of
 the column builder, ``_build.c`` (an optional C extension of the limited API, one ``abi3``
 wheel for every Python), when it is there: the same canonical forms, memos and objects, a
 position at a time in one C pass, about twice as fast as the whole Python builder. Without it
