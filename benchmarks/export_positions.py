@@ -14,14 +14,15 @@ Prints three tables:
    (c) a naive client: one page at a time with ``limit=100``, account after account
        (``--no-naive`` skips it: it alone takes about 20 s);
    and, interleaved with (a) and (b): (a) in a process whose GC is tuned as the CLI tunes
-   its own (``gc.freeze()``, a gen-0 threshold of 20,000; docs/guides/pagination.md), and
-   (d) ``export_records()`` (validated records, not typed).
+   its own (``gc.freeze()``, a gen-0 threshold of 20,000; docs/guides/pagination.md),
+   (d) ``export_records()`` (validated records, not typed), and (a) without the compiled
+   builder (``UPVEST_ASYNC_NO_EXTENSIONS=1``).
 2. Peak RSS while exporting 10k, 100k and 1M positions to a JSONL file with the CLI's job
    (``upvest_async.jobs.export.export_positions``, built on ``positions.export_accounts``), at
    ``--scaling-latency-ms`` and 2,000 positions per account.
 3. Decode cost per position: ``json.loads`` and ``orjson.loads`` alone, the SDK's typed
-   decoding (``parse_page``), the export's validated records, and the generic cattrs function
-   the SDK used before its fast path.
+   decoding (``parse_page``, with the compiled builder and without it), the export's
+   validated records, and the generic cattrs function the SDK used before its fast path.
 
 The sandbox runs in a child process (so its CPU does not compete with the client's on one
 core) and every measured variant runs in a child process of its own (so peak RSS figures do
@@ -139,8 +140,17 @@ async def run_file(client: UpvestClient, accounts: list[str], concurrency: int) 
     return summary.positions
 
 
+async def run_sdk_pure(client: UpvestClient, accounts: list[str], concurrency: int) -> int:
+    """(a) with the Python builder (the child runs with ``UPVEST_ASYNC_NO_EXTENSIONS=1``): what
+    an install without a compiler gets."""
+    from upvest_async.pagination import positions
+
+    assert positions._COMPILED is None
+    return await run_sdk(client, accounts, concurrency)
+
+
 VARIANTS = {"sdk": run_sdk, "floor": run_floor, "naive": run_naive, "file": run_file,
-            "records": run_records, "sdk-gc": run_sdk_gc}
+            "records": run_records, "sdk-gc": run_sdk_gc, "sdk-pure": run_sdk_pure}
 
 
 def child(variant: str) -> None:
@@ -157,6 +167,7 @@ def child(variant: str) -> None:
 
     result = asyncio.run(main())
     result["peak_rss_mib"] = peak_rss_mib()
+    result["package"] = str(Path(sys.modules["upvest_async"].__file__ or "").parent)
     print(json.dumps(result))
 
 
@@ -168,11 +179,16 @@ def measure(variant: str, settings: dict[str, Any], accounts: list[str],
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
+    if variant == "sdk-pure":
+        env["UPVEST_ASYNC_NO_EXTENSIONS"] = "1"
     done = subprocess.run(
         [sys.executable, __file__, "--child", variant], input=job, capture_output=True,
         text=True, check=True, env=env,
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = Path(code).resolve() / "upvest_async" if code else Path(__file__).resolve(
+    ).parent.parent / "upvest_async"
+    assert Path(result["package"]).resolve() == expected, (result["package"], expected)
     return result
 
 
@@ -208,6 +224,18 @@ def decode_costs(pages: int = 10, rounds: int = 15) -> dict[str, float]:
         document = parse_json(body, what="page")
         return structure_positions(document["data"])
 
+    from upvest_async.pagination import positions as builder
+
+    compiled = builder._COMPILED
+
+    def python_builder(body: bytes) -> Any:
+        """As without the extension (the Python column builder)."""
+        builder._COMPILED = None
+        try:
+            return parse_page(body, Position)
+        finally:
+            builder._COMPILED = compiled
+
     def cold(body: bytes) -> Any:
         """As a page whose decimal strings were never met before (the memo emptied)."""
         converter_module._decimals.clear()
@@ -222,7 +250,9 @@ def decode_costs(pages: int = 10, rounds: int = 15) -> dict[str, float]:
     decoders: dict[str, Any] = {
         "json.loads": json.loads,
         "orjson.loads": orjson.loads,
-        "typed, SDK (parse_page: msgspec + fast path)": lambda body: parse_page(body, Position),
+        "typed, SDK (parse_page: msgspec + compiled builder)": (
+            lambda body: parse_page(body, Position)),
+        "typed, SDK without the extension (msgspec + Python builder)": python_builder,
         "typed, the JSON path (orjson + fast path, before msgspec)": json_path,
         "typed, SDK, every decimal string new (memo emptied per page)": cold,
         "Decimal(str) of the 4 quantities only (no parsing, no objects)": lambda body: list(
@@ -270,7 +300,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         accounts = Tenant(accounts=args.accounts, positions_per_account=0, seed=0).account_ids
         measure("floor", sandbox.settings, accounts, args.concurrency)  # warm the server
         runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": [], "sdk-gc": [],
-                                                 "records": []}
+                                                 "records": [], "sdk-pure": []}
         if args.before:
             runs["before"] = []
         # Interleaved, so that a burst of load from elsewhere hits both variants alike.
@@ -290,6 +320,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         "naive": "(c) naive: one page at a time, limit 100",
         "sdk-gc": "(a) with the GC tuned as the CLI tunes it (gc.freeze, threshold 20,000)",
         "records": "(d) SDK export_records(): validated records, not typed",
+        "sdk-pure": "(a) without the extension (UPVEST_ASYNC_NO_EXTENSIONS=1)",
         "before": f"(a) before: the same, code from {args.before}",
     }
     for variant, results in runs.items():
@@ -317,6 +348,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
            if "naive" in rates else "")
         + f"   GC tuned (a)/(b) = {rates['sdk-gc'] / rates['floor']:.2f}"
         f"   (d)/(b) = {rates['records'] / rates['floor']:.2f}"
+        f"   without the extension (a)/(b) = {rates['sdk-pure'] / rates['floor']:.2f}"
     )
     if "before" in rates:
         text += f"   before: (a)/(b) = {rates['before'] / rates['floor']:.2f}"
