@@ -155,7 +155,8 @@ def build(session: nox.Session) -> None:
                    "setup.py", "upvest_async/pagination/_build.c"):
         if needed not in members:
             session.error(f"the sdist lacks {needed}")
-    leaked = sorted(n for n in names if n.startswith(("tests/", "benchmarks/", "docs/")))
+    leaked = sorted(n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))
+                    or n.endswith(".c"))
     if leaked:
         session.error(f"the wheel ships files that are not the package: {leaked[:5]}")
     session.log(f"wheel ok: {Path(wheels[0]).name} ({len(names)} files, py.typed included)")
