@@ -23,6 +23,8 @@
 enum { ACCOUNT, INSTRUMENT, QUANTITY, AVAILABLE, LOCKED, PENDING, N_FIELDS };
 
 typedef struct {
+    descrgetfunc get;                                    /* of member descriptors */
+    descrsetfunc set;
     PyObject *wire_position, *wire_instrument;           /* types */
     PyObject *position, *instrument, *uuid, *decimal;    /* types */
     PyObject *safe_unknown;                              /* uuid.SafeUUID.unknown */
@@ -109,20 +111,17 @@ ascii(PyObject *text, Py_ssize_t *size)
 
 /* --- values ---------------------------------------------------------------------------------- */
 
-/* Set the member descriptors' slots of a new instance of a type; steals nothing. */
+/* A new instance of a type with its slots set through their member descriptors (which check
+ * the instance's type); steals nothing. */
 static PyObject *
-make(newfunc new, PyObject *type, PyObject *empty, PyObject **slots, PyObject **values, int n)
+make(Config *c, newfunc new, PyObject *type, PyObject **slots, PyObject **values, int n)
 {
-    PyObject *object = new((PyTypeObject *)type, empty, NULL);
+    PyObject *object = new((PyTypeObject *)type, c->empty, NULL);
     if (object == NULL) {
         return NULL;
     }
     for (int k = 0; k < n; k++) {
-        descrsetfunc set = (descrsetfunc)PyType_GetSlot(Py_TYPE(slots[k]), Py_tp_descr_set);
-        if (set == NULL || set(slots[k], object, values[k]) < 0) {
-            if (set == NULL && !PyErr_Occurred()) {
-                PyErr_SetString(PyExc_TypeError, "not a settable descriptor");
-            }
+        if (c->set(slots[k], object, values[k]) < 0) {
             Py_DECREF(object);
             return NULL;
         }
@@ -131,14 +130,9 @@ make(newfunc new, PyObject *type, PyObject *empty, PyObject **slots, PyObject **
 }
 
 static PyObject *
-get(PyObject *descriptor, PyObject *object)
+get(Config *c, PyObject *descriptor, PyObject *object)
 {
-    descrgetfunc fn = (descrgetfunc)PyType_GetSlot(Py_TYPE(descriptor), Py_tp_descr_get);
-    if (fn == NULL) {
-        PyErr_SetString(PyExc_TypeError, "not a descriptor");
-        return NULL;
-    }
-    return fn(descriptor, object, (PyObject *)Py_TYPE(object));
+    return c->get(descriptor, object, (PyObject *)Py_TYPE(object));
 }
 
 /* A new reference to the uuid of a canonical uuid string (not checked here). */
@@ -157,7 +151,7 @@ new_uuid(Config *c, const char *s)
     if (values[0] == NULL) {
         return NULL;
     }
-    PyObject *made = make(c->uuid_new, c->uuid, c->empty, c->uuid_set, values, 2);
+    PyObject *made = make(c, c->uuid_new, c->uuid, c->uuid_set, values, 2);
     Py_DECREF(values[0]);
     return made;
 }
@@ -172,13 +166,14 @@ remember(PyObject *memo, PyObject *key, PyObject *value, Py_ssize_t limit)
     return PyDict_SetItem(memo, key, value);
 }
 
-/* The values below return a new reference, NULL with an error set, or NULL with no error for
- * a value that is not canonical (*skip set). */
-
+/* A new reference to memo[text]; else NULL, with an error set, or with *skip set for a value
+ * that is not canonical, or with neither and *bytes the ASCII bytes of a canonical value not
+ * met before. */
 static PyObject *
-uuid_of(Config *c, PyObject *text, int memoise, int *skip)
+recall(PyObject *memo, PyObject *text, int (*canonical)(const char *, Py_ssize_t),
+       const char **bytes, int *skip)
 {
-    PyObject *found = PyDict_GetItemWithError(c->uuids, text);
+    PyObject *found = PyDict_GetItemWithError(memo, text);
     if (found != NULL) {
         Py_INCREF(found);
         return found;
@@ -187,12 +182,25 @@ uuid_of(Config *c, PyObject *text, int memoise, int *skip)
         return NULL;
     }
     Py_ssize_t n;
-    const char *s = ascii(text, &n);
-    if (s == NULL || !canonical_uuid(s, n)) {
+    *bytes = ascii(text, &n);
+    if (*bytes == NULL || !canonical(*bytes, n)) {
         *skip = 1;
-        return NULL;
     }
-    PyObject *made = new_uuid(c, s);
+    return NULL;
+}
+
+/* The values below return a new reference, NULL with an error set, or NULL with no error for
+ * a value that is not canonical (*skip set). */
+
+static PyObject *
+uuid_of(Config *c, PyObject *text, int memoise, int *skip)
+{
+    const char *s = NULL;
+    PyObject *made = recall(c->uuids, text, canonical_uuid, &s, skip);
+    if (made != NULL || *skip || PyErr_Occurred()) {
+        return made;
+    }
+    made = new_uuid(c, s);
     if (made != NULL && memoise && remember(c->uuids, text, made, c->memo_limit) < 0) {
         Py_CLEAR(made);
     }
@@ -202,21 +210,12 @@ uuid_of(Config *c, PyObject *text, int memoise, int *skip)
 static PyObject *
 decimal_of(Config *c, PyObject *text, int *skip)
 {
-    PyObject *found = PyDict_GetItemWithError(c->decimals, text);
-    if (found != NULL) {
-        Py_INCREF(found);
-        return found;
+    const char *s = NULL;
+    PyObject *made = recall(c->decimals, text, canonical_decimal, &s, skip);
+    if (made != NULL || *skip || PyErr_Occurred()) {
+        return made;
     }
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t n;
-    const char *s = ascii(text, &n);
-    if (s == NULL || !canonical_decimal(s, n)) {
-        *skip = 1;
-        return NULL;
-    }
-    PyObject *made = PyObject_CallFunctionObjArgs(c->decimal, text, NULL);
+    made = PyObject_CallFunctionObjArgs(c->decimal, text, NULL);
     if (made != NULL && PyDict_Size(c->decimals) < c->decimal_limit
             && PyDict_SetItem(c->decimals, text, made) < 0) {
         Py_CLEAR(made);
@@ -239,7 +238,7 @@ instrument_of(Config *c, PyObject *id, PyObject *isin, int *skip)
     PyObject *found = PyDict_GetItemWithError(c->instruments, id);
     if (found != NULL) {
         if (Py_TYPE(found) == (PyTypeObject *)c->instrument) {
-            PyObject *known = get(c->instrument_slot[1], found);
+            PyObject *known = get(c, c->instrument_slot[1], found);
             if (known == NULL) {
                 return NULL;
             }
@@ -258,8 +257,7 @@ instrument_of(Config *c, PyObject *id, PyObject *isin, int *skip)
     if (values[0] == NULL) {
         return NULL;
     }
-    PyObject *made = make(c->instrument_new, c->instrument, c->empty, c->instrument_slot,
-                          values, 2);
+    PyObject *made = make(c, c->instrument_new, c->instrument, c->instrument_slot, values, 2);
     Py_DECREF(values[0]);
     if (made != NULL && remember(c->instruments, id, made, c->memo_limit) < 0) {
         Py_CLEAR(made);
@@ -280,7 +278,7 @@ position_of(Config *c, PyObject *row, int *skip)
         return NULL;
     }
     for (k = 0; k < N_FIELDS; k++) {
-        if ((raw[k] = get(c->wire_get[k], row)) == NULL) {
+        if ((raw[k] = get(c, c->wire_get[k], row)) == NULL) {
             goto done;
         }
         if (k != INSTRUMENT && !PyUnicode_CheckExact(raw[k])) {
@@ -292,8 +290,8 @@ position_of(Config *c, PyObject *row, int *skip)
         *skip = 1;
         goto done;
     }
-    if ((id = get(c->wire_instrument_get[0], raw[INSTRUMENT])) == NULL
-            || (isin = get(c->wire_instrument_get[1], raw[INSTRUMENT])) == NULL) {
+    if ((id = get(c, c->wire_instrument_get[0], raw[INSTRUMENT])) == NULL
+            || (isin = get(c, c->wire_instrument_get[1], raw[INSTRUMENT])) == NULL) {
         goto done;
     }
     if (!PyUnicode_CheckExact(id) || (isin != Py_None && !PyUnicode_CheckExact(isin))) {
@@ -314,7 +312,7 @@ position_of(Config *c, PyObject *row, int *skip)
             goto done;
         }
     }
-    made = make(c->position_new, c->position, c->empty, c->position_set, values, N_FIELDS);
+    made = make(c, c->position_new, c->position, c->position_set, values, N_FIELDS);
 done:
     for (k = 0; k < N_FIELDS; k++) {
         Py_XDECREF(raw[k]);
@@ -327,8 +325,10 @@ done:
 
 /* --- the module -------------------------------------------------------------------------------- */
 
+/* The n descriptors of a config tuple: all of one type (member descriptors), whose get and set
+ * functions (kept in the config) every one of them is read and written through. */
 static int
-descriptors(PyObject *tuple, PyObject **into, Py_ssize_t n, const char *what)
+descriptors(Config *c, PyObject *tuple, PyObject **into, Py_ssize_t n, const char *what)
 {
     if (!PyTuple_Check(tuple) || PyTuple_Size(tuple) != n) {
         PyErr_Format(PyExc_TypeError, "%s: expected a tuple of %zd descriptors", what, n);
@@ -336,6 +336,15 @@ descriptors(PyObject *tuple, PyObject **into, Py_ssize_t n, const char *what)
     }
     for (Py_ssize_t k = 0; k < n; k++) {
         into[k] = PyTuple_GetItem(tuple, k);  /* borrowed: the config tuple holds them */
+        PyTypeObject *type = Py_TYPE(into[k]);
+        descrgetfunc get = (descrgetfunc)PyType_GetSlot(type, Py_tp_descr_get);
+        descrsetfunc set = (descrsetfunc)PyType_GetSlot(type, Py_tp_descr_set);
+        if (get == NULL || set == NULL || (c->get != NULL && (get != c->get || set != c->set))) {
+            PyErr_Format(PyExc_TypeError, "%s: expected descriptors of one type", what);
+            return -1;
+        }
+        c->get = get;
+        c->set = set;
     }
     return 0;
 }
@@ -369,11 +378,13 @@ build(PyObject *module, PyObject *args)
                           &uuid_set)) {
         return NULL;
     }
-    if (descriptors(wire_get, c.wire_get, N_FIELDS, "wire fields") < 0
-            || descriptors(wire_instrument_get, c.wire_instrument_get, 2, "wire instrument") < 0
-            || descriptors(position_set, c.position_set, N_FIELDS, "position slots") < 0
-            || descriptors(instrument_slot, c.instrument_slot, 2, "instrument slots") < 0
-            || descriptors(uuid_set, c.uuid_set, 2, "uuid slots") < 0
+    c.get = NULL;
+    c.set = NULL;
+    if (descriptors(&c, wire_get, c.wire_get, N_FIELDS, "wire fields") < 0
+            || descriptors(&c, wire_instrument_get, c.wire_instrument_get, 2, "wire instrument") < 0
+            || descriptors(&c, position_set, c.position_set, N_FIELDS, "position slots") < 0
+            || descriptors(&c, instrument_slot, c.instrument_slot, 2, "instrument slots") < 0
+            || descriptors(&c, uuid_set, c.uuid_set, 2, "uuid slots") < 0
             || type_new(c.position, &c.position_new) < 0
             || type_new(c.instrument, &c.instrument_new) < 0
             || type_new(c.uuid, &c.uuid_new) < 0
