@@ -402,9 +402,9 @@ build(PyObject *module, PyObject *args)
     }
     int skip = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        /* (a list no other code runs on while we hold the GIL, but its size is read again
-         * since Decimal() and the memos' hashing and comparison are calls) */
-        PyObject *row = i < PyList_Size(data) ? PyList_GetItem(data, i) : NULL;
+        /* (PyList_GetItem checks the index: only a finalizer the GC runs during an
+         * allocation could shrink the list meanwhile, and the page is then refused) */
+        PyObject *row = PyList_GetItem(data, i);
         if (row == NULL) {
             PyErr_Clear();
             skip = 1;
