@@ -656,6 +656,20 @@ async def test_export_checks_every_id_before_sending(
     assert sandbox.counters.requests == 0
 
 
+@pytest.mark.parametrize("concurrency", [0, -1, True, 1.5, "4", None])
+async def test_every_export_refuses_a_bad_concurrency_before_sending(
+    sandbox: Sandbox, client: UpvestClient, concurrency: Any
+) -> None:
+    accounts = sandbox.tenant.account_ids[:2]
+    with pytest.raises(ValidationError, match="concurrency"):
+        client.positions.export_pages(accounts, concurrency=concurrency)
+    for method in (client.positions.export, client.positions.export_accounts,
+                   client.positions.export_records):
+        with pytest.raises(ValidationError, match="concurrency"):
+            [x async for x in method(accounts, concurrency=concurrency)]
+    assert sandbox.counters.requests == 0
+
+
 async def test_chain_pages_validates_its_limits() -> None:
     with pytest.raises(ValidationError):
         chain_pages([], concurrency=0)

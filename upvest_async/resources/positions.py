@@ -13,6 +13,7 @@ from ..errors import ValidationError
 from ..models import Page, Position
 from ..models.positions import PositionRecord
 from ..pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator, chain_pages
+from ..pagination.pages import is_int
 from ..records import PositionRecords
 from ..transport import RequestOptions
 from ..validation import check_uuid, instrument_path_id
@@ -37,7 +38,7 @@ def _export_accounts(account_ids: Iterable[str | uuid.UUID], concurrency: int) -
     """The account ids of an export, checked with its ``concurrency`` before anything is
     sent. Raises :class:`~upvest_async.ValidationError` for a bad id or a ``concurrency``
     that is not an integer >= 1."""
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+    if not is_int(concurrency) or concurrency < 1:
         raise ValidationError("concurrency", "must be an integer >= 1")
     return [check_uuid("account_id", account) for account in account_ids]
 
