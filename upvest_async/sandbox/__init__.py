@@ -19,6 +19,11 @@ connections, loses the answers of writes it performed, or answers slowly, determ
 the seed; ``sandbox.state.faults`` can be replaced at run time and ``sandbox.counters`` counts
 what was injected and whether anything was created twice.
 
+It limits the access rate per client as Upvest does: ``Sandbox(rate_limit=50)`` keeps one token
+bucket per ``upvest-client-id`` (50 requests/s, burst 5) and answers a request over it 429
+problem+json without ``Retry-After``; ``sandbox.set_rate_limit(...)`` changes it while running,
+``sandbox.counters.throttled`` counts the 429s.
+
 It sends Upvest's webhooks (:mod:`.webhooks`): ``Sandbox(webhook_urls=["http://127.0.0.1:8081/
 hooks"], order_fill_seconds=0.2)`` signs every package v6 with a key of its own (JWKS at
 ``GET /auth/verify_keys``), emits ``PORTFOLIO_ORDER.*``, ``POSITION.UPDATED``,
@@ -47,6 +52,7 @@ from .faults import FAULT_KINDS, Faults
 from .portfolios import PortfolioStore
 from .state import JournalEntry, SandboxCounters, SandboxState
 from .tenant import Tenant
+from .throttling import ClientBuckets, check_burst
 from .verifier import SignatureVerifier
 from .webhooks import OrderLifecycle, WebhookEngine, WebhookFaults, WebhookStats
 
@@ -100,6 +106,21 @@ class SandboxCredentials:
         ).decode("ascii")
 
 
+def _buckets(rate: float | None, burst: float | None) -> ClientBuckets | None:
+    """The buckets of a rate limit, ``None`` for none (then ``burst`` must be ``None`` too)."""
+    if rate is None:
+        if burst is not None:
+            check_burst(burst)
+            raise ValueError("rate_burst needs a rate_limit")
+        return None
+    return ClientBuckets(rate, burst)
+
+
+def _check_retry_after(value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"rate_limit_retry_after must be a bool, got {type(value).__name__}")
+
+
 class Sandbox:
     """Runs the sandbox application on ``host`` (127.0.0.1) and a free ``port`` (0: any).
 
@@ -119,6 +140,24 @@ class Sandbox:
     0.001 in tests; ``webhook_faults``: duplicate deliveries and lost answers
     (:class:`~.webhooks.WebhookFaults`); ``webhook_batch_size``: events per request at most;
     ``webhook_timeout``: seconds per delivery request.
+
+    Rate limit, as Upvest limits the access rate per client
+    (https://docs.upvest.co/documentation/concepts/api_concepts/throttling_and_quotas):
+    ``rate_limit``: requests per second per ``upvest-client-id`` (``None``, the default: no
+    limit); each client id has a token bucket refilled at that rate, holding ``rate_burst``
+    tokens (default ``max(1, rate_limit / 10)``, at least 1), full at first; requests without
+    the header share one bucket. Every request takes a token, ``POST /auth/token`` included;
+    one that finds none is answered ``429`` ``application/problem+json`` (``type``
+    ``too_many_requests``, as Upvest's 429 example) before its signature is verified and
+    before any handler runs, so nothing happens and no nonce or idempotency key is used up.
+    Like Upvest it sends no ``Retry-After`` and no rate-limit headers, unless
+    ``rate_limit_retry_after`` is true: then ``Retry-After`` gives the whole seconds until
+    the next token (rounded up, at least 1). Change it while running with
+    :meth:`set_rate_limit`; ``counters.throttled`` / ``counters.throttled_by_client`` count
+    these 429s and their journal entries have ``throttled=True``. A ``rate_limit`` or
+    ``rate_burst`` that is not a positive finite number is a :class:`ValueError`
+    (:class:`TypeError` for a non-number or a bool); so is ``rate_burst`` below 1 or without
+    ``rate_limit``.
     """
 
     def __init__(
@@ -138,7 +177,12 @@ class Sandbox:
         webhook_faults: WebhookFaults | None = None,
         webhook_batch_size: int = 100,
         webhook_timeout: float = 10.0,
+        rate_limit: float | None = None,
+        rate_burst: float | None = None,
+        rate_limit_retry_after: bool = False,
     ) -> None:
+        throttle = _buckets(rate_limit, rate_burst)
+        _check_retry_after(rate_limit_retry_after)
         self.credentials = SandboxCredentials.from_seed(seed)
         self.tenant = Tenant(
             accounts=accounts, positions_per_account=positions_per_account, seed=seed
@@ -153,6 +197,8 @@ class Sandbox:
             token_lifetime=token_lifetime,
             latency=latency_ms / 1000.0,
             faults=faults if faults is not None else Faults(),
+            throttle=throttle,
+            throttle_retry_after=rate_limit_retry_after,
         )
         self.webhooks = WebhookEngine(
             seed=seed, urls=webhook_urls, time_scale=webhook_backoff_scale,
@@ -173,6 +219,41 @@ class Sandbox:
         """What the sandbox saw so far (requests, token requests, rejected signatures, nonce
         replays, idempotent replays, resources created, duplicates, injected faults by kind)."""
         return self.state.counters
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests per second allowed per ``upvest-client-id``; ``None`` for no limit."""
+        throttle = self.state.throttle
+        return None if throttle is None else throttle.rate
+
+    @property
+    def rate_burst(self) -> float | None:
+        """Tokens (requests) each client id's bucket holds at most; ``None`` for no limit."""
+        throttle = self.state.throttle
+        return None if throttle is None else throttle.burst
+
+    def set_rate_limit(
+        self, rate: float | None, burst: float | None = None, *, retry_after: bool | None = None
+    ) -> None:
+        """Change the rate limit now, while running or not.
+
+        ``rate``: requests per second per ``upvest-client-id``, ``None`` for no limit (the
+        buckets are forgotten: a later limit starts with full ones); ``burst``: the buckets'
+        capacity in tokens (default ``max(1, rate / 10)``); ``retry_after``: send
+        ``Retry-After`` with the 429s, ``None`` keeps the current choice. Existing buckets
+        keep the tokens they hold now, clipped to the new capacity, and refill at the new
+        rate from now on. Raises :class:`ValueError` / :class:`TypeError` as the constructor
+        does, changing nothing.
+        """
+        if retry_after is not None:
+            _check_retry_after(retry_after)
+        state = self.state
+        if rate is None or state.throttle is None:
+            state.throttle = _buckets(rate, burst)
+        else:
+            state.throttle.set_rate(rate, burst, state.clock())
+        if retry_after is not None:
+            state.throttle_retry_after = retry_after
 
     @property
     def portfolios(self) -> PortfolioStore:

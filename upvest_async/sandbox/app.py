@@ -11,7 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..scopes import TOKEN_PATH
-from .middlewares import auth_middleware, faults_middleware, problems_middleware
+from .middlewares import (
+    auth_middleware,
+    faults_middleware,
+    problems_middleware,
+    throttle_middleware,
+)
 from .portfolios import add_portfolio_routes
 from .positions import list_positions, retrieve_position
 from .state import STATE_KEY, SandboxState
@@ -24,13 +29,17 @@ __all__ = ["create_app"]
 def create_app(state: SandboxState) -> web.Application:
     """Build the sandbox application around ``state``.
 
-    Middlewares, outermost first: problem details, then signature/token/scope checks, then
-    fault injection (:mod:`.faults`, only for requests that passed the checks). The
-    Portfolios routes (E1 to E15, :mod:`.portfolios`) claim idempotency keys inside their
-    handlers, so a request refused by authentication never consumes a key.
+    Middlewares, outermost first: problem details (request id, latency, journal), then the
+    rate limit per ``upvest-client-id`` (:mod:`.throttling`; a throttled request is answered
+    429 before its signature is verified, so it uses up no nonce and runs no handler), then
+    signature/token/scope checks, then fault injection (:mod:`.faults`, only for requests
+    that passed the checks). The Portfolios routes (E1 to E15, :mod:`.portfolios`) claim
+    idempotency keys inside their handlers, so a request refused by the rate limit or by
+    authentication never consumes a key.
     """
     app = web.Application(
-        middlewares=[problems_middleware, auth_middleware, faults_middleware]
+        middlewares=[problems_middleware, throttle_middleware, auth_middleware,
+                     faults_middleware]
     )
     app[STATE_KEY] = state
     app.router.add_post(TOKEN_PATH, token_endpoint)

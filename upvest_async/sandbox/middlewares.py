@@ -1,6 +1,7 @@
 """The sandbox's ``aiohttp.web`` middlewares, outermost first: request ids, latency, journal
-and problem details; signature, ``upvest-client-id``, ``accept``, bearer token and scope
-checks; fault injection (:mod:`.faults`)."""
+and problem details; the rate limit per ``upvest-client-id`` (:mod:`.throttling`); signature,
+``upvest-client-id``, ``accept``, bearer token and scope checks; fault injection
+(:mod:`.faults`)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,20 @@ from .state import (
     NONCE_KEY,
     REQUEST_ID_KEY,
     STATE_KEY,
+    THROTTLED_KEY,
     Handler,
     JournalEntry,
     SandboxState,
 )
 from .verifier import SignatureRejected
 
-__all__ = ["ConnectionDropped", "auth_middleware", "faults_middleware", "problems_middleware"]
+__all__ = [
+    "ConnectionDropped",
+    "auth_middleware",
+    "faults_middleware",
+    "problems_middleware",
+    "throttle_middleware",
+]
 
 
 _ACCEPTABLE = {"application/json", "application/pdf"}
@@ -66,8 +74,35 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         headers={name.lower(): value for name, value in request.headers.items()},
         status=response.status if status is None else status, request_id=request_id,
         nonce=request.get(NONCE_KEY), at=received, fault=request.get(FAULT_KEY),
+        throttled=request.get(THROTTLED_KEY, False),
     ))
     return response
+
+
+@web.middleware
+async def throttle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take a token from the bucket of the request's ``upvest-client-id`` (``state.throttle``;
+    one bucket for requests without one), or answer 429 ``too_many_requests`` problem details
+    at once: before the signature is verified (no nonce is used up), before the token and
+    scope checks and before any handler, as a gateway would, for every path,
+    ``POST /auth/token`` included. ``Retry-After`` (whole seconds until the next token, at
+    least 1) only with ``state.throttle_retry_after``; Upvest sends none."""
+    state = request.app[STATE_KEY]
+    buckets = state.throttle
+    if buckets is None:
+        return await handler(request)
+    client_id = request.headers.get("upvest-client-id") or None
+    wait = buckets.take(client_id, state.clock())
+    if not wait:
+        return await handler(request)
+    request[THROTTLED_KEY] = True
+    counters = state.counters
+    counters.throttled += 1
+    key = client_id or ""
+    counters.throttled_by_client[key] = counters.throttled_by_client.get(key, 0) + 1
+    headers = {"retry-after": str(max(1, math.ceil(wait)))} if state.throttle_retry_after else {}
+    raise Problem(429, "rate limit exceeded for this upvest-client-id; the request was not "
+                       "processed", headers)
 
 
 @web.middleware

@@ -20,6 +20,7 @@ from ..scopes import (
 )
 from .faults import FAULT_KINDS, FaultInjector, Faults
 from .tenant import Tenant
+from .throttling import ClientBuckets
 from .verifier import SignatureVerifier
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "NONCE_KEY",
     "REQUEST_ID_KEY",
     "STATE_KEY",
+    "THROTTLED_KEY",
     "Handler",
     "JournalEntry",
     "SandboxCounters",
@@ -55,7 +57,10 @@ class SandboxCounters:
     ``duplicates``: resources created with the same request content as an earlier one but under
     a different ``idempotency-key`` (what a client that changes its key on retry would cause;
     see :class:`~.portfolios.PortfolioStore`); ``faults``: injected faults by kind
-    (:data:`~.faults.FAULT_KINDS`)."""
+    (:data:`~.faults.FAULT_KINDS`); ``throttled``: requests answered 429 by the rate limit
+    (``Sandbox(rate_limit=...)``; injected 429s count in ``faults["429"]`` only), and
+    ``throttled_by_client`` the same by ``upvest-client-id`` (``""`` for requests without
+    one)."""
 
     requests: int = 0
     token_requests: int = 0
@@ -69,6 +74,8 @@ class SandboxCounters:
     )
     duplicates: int = 0
     faults: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    throttled: int = 0
+    throttled_by_client: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -78,7 +85,9 @@ class JournalEntry:
     ``headers``: lower-case names to values as received; ``status``: the status answered, 0
     when the connection was dropped without an answer; ``nonce``: of a verified signature
     (``None`` when the signature was rejected); ``at``: sandbox clock seconds when received;
-    ``fault``: the injected fault (one of :data:`~.faults.FAULT_KINDS`), ``None`` for none.
+    ``fault``: the injected fault (one of :data:`~.faults.FAULT_KINDS`), ``None`` for none;
+    ``throttled``: answered 429 by the rate limit (before the signature was verified, so
+    ``nonce`` is ``None``; ``fault`` stays ``None``).
     """
 
     method: str
@@ -90,6 +99,7 @@ class JournalEntry:
     nonce: str | None
     at: float
     fault: str | None = None
+    throttled: bool = False
 
 
 @attrs.define
@@ -123,7 +133,11 @@ class SandboxState:
     (:mod:`.portfolios`), seeded from ``tenant``; ``faults``: what to inject
     (:class:`~.faults.Faults`; assign a new value at any time, which restarts its seeded draws);
     ``webhooks``: the webhook engine (keys, subscriptions, delivery; :mod:`.webhooks`), ``None``
-    for a state without one (its endpoints then answer 404).
+    for a state without one (its endpoints then answer 404); ``throttle``: the rate limit's
+    token buckets per ``upvest-client-id`` (:class:`~.throttling.ClientBuckets`, read on
+    :attr:`clock`), ``None`` for no limit; ``throttle_retry_after``: send ``Retry-After`` (whole
+    seconds until the next token) with its 429s (Upvest sends none). Change both through
+    ``Sandbox.set_rate_limit``.
     """
 
     tenant: Tenant
@@ -148,6 +162,8 @@ class SandboxState:
     )
     faults: Faults = attrs.field(factory=Faults)
     webhooks: WebhookEngine | None = None
+    throttle: ClientBuckets | None = None
+    throttle_retry_after: bool = False
     _injector: FaultInjector | None = attrs.field(default=None, init=False, repr=False)
 
     def fault_injector(self) -> FaultInjector:
@@ -166,3 +182,4 @@ STATE_KEY = web.AppKey("state", SandboxState)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 NONCE_KEY = web.RequestKey("nonce", str)
 FAULT_KEY = web.RequestKey("fault", str)
+THROTTLED_KEY = web.RequestKey("throttled", bool)
