@@ -53,6 +53,10 @@ def sandbox_options(function: Any) -> Any:
                      help="Embedded sandbox only: positions per account."),
         click.option("--sandbox-seed", type=int, default=0, show_default=True,
                      help="Embedded sandbox only: seed of the generated tenant."),
+        click.option("--sandbox-rate-limit", type=click.FloatRange(0, min_open=True),
+                     default=None, metavar="R",
+                     help="Embedded sandbox only: requests per second per client id, as "
+                          "Upvest limits them (429 without Retry-After; default: no limit)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -81,7 +85,9 @@ async def open_client(
                 f"No UPVEST_API_* credentials set: using the embedded sandbox at "
                 f"{running['base_url']} ({len(running['accounts'])} accounts x "
                 f"{running['positions_per_account']} positions, seed {running['seed']}; "
-                f"in a child process)"
+                + (f"rate limit {running['rate_limit']:g} req/s per client id; "
+                   if running.get("rate_limit") is not None else "")
+                + "in a child process)"
             )
         settings = {key: running[key] for key in (
             "client_id", "client_secret", "key_id", "private_key", "private_key_passphrase",

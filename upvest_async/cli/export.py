@@ -112,6 +112,7 @@ def export_positions_command(
     sandbox_accounts: int,
     sandbox_positions: int,
     sandbox_seed: int,
+    sandbox_rate_limit: float | None,
 ) -> None:
     """Export every position of the accounts to a JSONL or CSV file.
 
@@ -127,7 +128,7 @@ def export_positions_command(
     ids = check_export(target, accounts, accounts_file, checkpoint, summary_json, fmt=fmt,
                        verify_checkpoint=not restart)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
-               "seed": sandbox_seed}
+               "seed": sandbox_seed, "rate_limit": sandbox_rate_limit}
     summary = ExportSummary()
     status = 0
     try:

@@ -169,6 +169,7 @@ def rebalance_command(
     sandbox_accounts: int,
     sandbox_positions: int,
     sandbox_seed: int,
+    sandbox_rate_limit: float | None,
 ) -> None:
     """Trigger a rebalancing execution per account (or per --group-size accounts).
 
@@ -182,7 +183,7 @@ def rebalance_command(
     ids, previous = _preflight(out, accounts, accounts_file, all_accounts, batch_id, dry_run,
                                group_size, summary_json, overwrite)
     sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
-               "seed": sandbox_seed}
+               "seed": sandbox_seed, "rate_limit": sandbox_rate_limit}
     options = {"concurrency": concurrency, "batch_id": batch_id, "group_size": group_size,
                "dry_run": dry_run, "max_retries": max_retries}
     summary = RebalanceSummary()

@@ -1,5 +1,5 @@
-"""``upvest-async sandbox``: the embedded sandbox, standalone, optionally unreliable, optionally
-sending webhooks to loopback receivers."""
+"""``upvest-async sandbox``: the embedded sandbox, standalone, optionally rate-limited per client
+id as Upvest is, optionally unreliable, optionally sending webhooks to loopback receivers."""
 
 from __future__ import annotations
 
@@ -35,6 +35,17 @@ def _env_file_text(sandbox: Sandbox) -> str:
               show_default=True, help="Seconds an access token is valid.")
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the UPVEST_API_* variables for a client to this file.")
+@click.option("--rate-limit", type=click.FloatRange(0, min_open=True), default=None,
+              metavar="R",
+              help="Requests per second per upvest-client-id, as Upvest limits them (default: "
+                   "no limit); a request over it is answered 429 problem+json, without "
+                   "Retry-After.")
+@click.option("--rate-burst", type=click.FloatRange(1), default=None, metavar="B",
+              help="With --rate-limit: requests a client id may send at once (its bucket's "
+                   "capacity; default R/10, at least 1).")
+@click.option("--rate-limit-retry-after", is_flag=True,
+              help="With --rate-limit: send Retry-After (whole seconds until the next token) "
+                   "with its 429s; Upvest sends none.")
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Fault: share of API requests answered 500/502/503 without processing.")
 @click.option("--rate-limit-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -76,6 +87,9 @@ def sandbox_command(
     latency_ms: float,
     token_lifetime: float,
     env_file: Path | None,
+    rate_limit: float | None,
+    rate_burst: float | None,
+    rate_limit_retry_after: bool,
     error_rate: float,
     rate_limit_rate: float,
     retry_after: int,
@@ -93,12 +107,26 @@ def sandbox_command(
 ) -> None:
     """Run the embedded sandbox on 127.0.0.1 until interrupted.
 
-    The fault options make it an unreliable server (faults apply to API requests that passed
-    authentication; the rates are exclusive and must add up to at most 1).
+    --rate-limit throttles every request (token requests too) per upvest-client-id, before
+    its signature is checked. The fault options make it an unreliable server (faults apply to
+    API requests that passed authentication; the rates are exclusive and must add up to at
+    most 1).
     """
     from ..sandbox import Sandbox
     from ..sandbox.faults import Faults
+    from ..sandbox.throttling import ClientBuckets
     from ..sandbox.webhooks import WebhookFaults, check_url
+
+    if rate_limit is None and (rate_burst is not None or rate_limit_retry_after):
+        raise click.UsageError("--rate-burst and --rate-limit-retry-after need --rate-limit")
+    limit = ""
+    if rate_limit is not None:
+        try:
+            buckets = ClientBuckets(rate_limit, rate_burst)
+        except (TypeError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--rate-limit/--rate-burst") from None
+        limit = (f" (rate limit {buckets.rate:g} req/s per client id, burst {buckets.burst:g}, "
+                 f"{'with' if rate_limit_retry_after else 'no'} Retry-After)")
 
     try:
         faults = Faults(
@@ -126,6 +154,8 @@ def sandbox_command(
             latency_ms=latency_ms, token_lifetime=token_lifetime, faults=faults,
             webhook_urls=webhook_urls, order_fill_seconds=order_fill_seconds,
             webhook_backoff_scale=webhook_backoff_scale, webhook_faults=webhook_faults,
+            rate_limit=rate_limit, rate_burst=rate_burst,
+            rate_limit_retry_after=rate_limit_retry_after,
         ) as sandbox:
             text = _env_file_text(sandbox)
             if env_file is not None:
@@ -136,7 +166,7 @@ def sandbox_command(
                 hint = f"source {env_file}"
             else:
                 hint = "set the variables below"
-            click.echo(f"Sandbox listening on {sandbox.base_url}; to point a client at it, "
+            click.echo(f"Sandbox listening on {sandbox.base_url}{limit}; to point a client at it, "
                        f"{hint} (Ctrl-C stops it)")
             if faults.active:
                 click.echo(

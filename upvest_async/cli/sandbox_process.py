@@ -8,8 +8,10 @@ where there is one, its own core), as a real API would.
 Protocol: the parent writes the tenant options as one JSON line to the child's standard
 input; the child answers one JSON line on standard output, the client settings
 (:meth:`~upvest_async.sandbox.Sandbox.client_settings`) plus ``accounts`` (ids),
-``positions_per_account`` and ``seed``; it serves until its standard input ends (the parent
-closed it, exited or was killed), then stops. The child ignores Ctrl-C: the parent decides.
+``positions_per_account``, ``seed``, ``rate_limit`` and ``rate_burst`` (requests/s per client
+id and bucket capacity, ``null`` without a limit); it serves until its standard input ends
+(the parent closed it, exited or was killed), then stops. The child ignores Ctrl-C: the
+parent decides.
 
     python -m upvest_async.cli.sandbox_process   # (run by open_client, not by hand)
 """
@@ -73,7 +75,8 @@ async def _serve() -> None:
     async with Sandbox(**json.loads(line)) as sandbox:
         tenant = sandbox.tenant
         settings = {**sandbox.client_settings(), "accounts": tenant.account_ids,
-                    "positions_per_account": tenant.positions_per_account, "seed": tenant.seed}
+                    "positions_per_account": tenant.positions_per_account, "seed": tenant.seed,
+                    "rate_limit": sandbox.rate_limit, "rate_burst": sandbox.rate_burst}
         sys.stdout.write(json.dumps(settings) + "\n")
         sys.stdout.flush()
         await loop.run_in_executor(None, sys.stdin.buffer.read)  # until the parent closes it
