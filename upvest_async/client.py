@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import ssl as ssl_module
-import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, Unpack
@@ -16,6 +15,7 @@ from yarl import URL
 
 from .config import DEFAULT_BASE_URL, settings_from_env
 from .errors import ConfigurationError
+from .ids import user_uuid_text
 from .keys import PrivateKeyInput, load_signing_key
 from .middlewares import SigningMiddleware, TokenMiddleware
 from .pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator
@@ -102,7 +102,7 @@ class UpvestClient:
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         try:
-            self.client_id = str(uuid.UUID(client_id))
+            self.client_id = user_uuid_text(client_id)  # (upvest_async.ids)
         except (ValueError, TypeError, AttributeError):
             raise ConfigurationError("client_id must be the tenant's client UUID") from None
         if not isinstance(client_secret, str) or not client_secret:

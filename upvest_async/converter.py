@@ -3,7 +3,10 @@
 - Decimal strings (seed pattern ``^-?[0-9]{0,63}(\\.[0-9]{1,27})?$``) become :class:`Decimal` and
   are written back as plain decimal strings (``format(value, "f")``), never through ``float``.
   The pattern also admits ``""`` (quirk Q8): the SDK rejects it as not a number.
-- uuids become :class:`uuid.UUID`; an *optional* uuid sent as ``""`` reads as ``None`` (Q10).
+- uuids become :class:`uuid.UUID`, read only from the canonical 8-4-4-4-12 text (either case;
+  :func:`upvest_async.ids.api_uuid`): no white space, braces, ``urn:uuid:``, missing dashes or
+  non-ASCII digits, which ``uuid.UUID(text)`` would read as another uuid. An *optional* uuid
+  sent as ``""`` reads as ``None`` (Q10).
 - Timestamps (RFC 3339, any number of fractional digits, Q16) become timezone-aware
   :class:`datetime`; a timestamp without offset is rejected.
 - Open enums accept unknown values; unknown fields in responses are ignored.
@@ -25,6 +28,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
+from .ids import api_uuid
 from .models.positions import Instrument, Position
 
 __all__ = ["converter", "structure", "unstructure"]
@@ -79,9 +83,7 @@ def _exact(kind: type[Any]) -> Any:
 def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected a uuid string, got {type(value).__name__}")
-    return uuid.UUID(value)
+    return api_uuid(value)  # the canonical layout only (upvest_async.ids)
 
 
 def _structure_optional_uuid(value: Any, _: Any) -> uuid.UUID | None:

@@ -32,12 +32,13 @@ from typing import Any
 import orjson
 
 from .converter import structure, unstructure
+from .ids import LOWER_UUID_SOURCE
 from .models.positions import Position, PositionRecord
 
 __all__ = ["PositionRecords", "check_records", "position_records", "render_csv",
            "render_jsonl"]
 
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = LOWER_UUID_SOURCE  # the lower-case canonical uuid only (upvest_async.ids)
 # A subset of the converter's decimal pattern (the ``.5`` form goes to the typed path), written
 # possessively: no backtracking, so one pass over a whole page's decimals joined by ``|``.
 _DECIMAL = r"-?+[0-9]{1,63}+(?:\.[0-9]{1,27}+)?+"

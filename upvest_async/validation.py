@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from .errors import ValidationError
+from .ids import UUID_PATTERN, user_uuid_text
 
 __all__ = [
     "ISIN_PATTERN",
@@ -29,27 +30,29 @@ __all__ = [
 
 #: ISIN syntax (ISO 6166), seed 002 S12.
 ISIN_PATTERN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
+#: A uuid of the seed's instrument id patterns (E17 path, S7 ``UPVEST`` items): the version digit
+#: 0 to 5 and the variant digit 0, 8, 9, a or b, as there; the dashes the seed leaves optional
+#: are required (the one rule for ids, :mod:`upvest_async.ids`).
+_INSTRUMENT_UUID = (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-5][0-9a-fA-F]{3}-[089abAB][0-9a-fA-F]{3}"
+                    r"-[0-9a-fA-F]{12}")
 #: E17 path ``instrument_id``: ``isin:`` or ``uuid:`` URN (optionally ``urn:`` first), seed 002.
 _INSTRUMENT_PATH_ID = re.compile(
-    r"(urn:)?(isin:[A-Z]{2}[A-Z0-9]{9}[0-9]"
-    r"|uuid:[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-5][0-9a-fA-F]{3}-?[089abAB][0-9a-fA-F]{3}"
-    r"-?[0-9a-fA-F]{12})"
+    rf"(?P<urn>urn:)?(?:isin:[A-Z]{{2}}[A-Z0-9]{{9}}[0-9]|uuid:(?P<uuid>{_INSTRUMENT_UUID}))"
 )
 
 
 def check_uuid(field: str, value: object) -> str:
     """Return ``value`` as a canonical lower-case uuid string, or raise :class:`ValidationError`.
 
-    Accepts :class:`uuid.UUID` or a string in the canonical 8-4-4-4-12 form.
+    Accepts a :class:`uuid.UUID`, or a string in the canonical 8-4-4-4-12 layout, either case
+    (the rule for ids a user gives, :func:`upvest_async.ids.user_uuid`): no braces, no
+    ``urn:uuid:``, no white space, no digits without dashes.
     """
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str) and len(value) == 36:
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise ValidationError(field, f"must be a UUID (8-4-4-4-12 hex), got {value!r:.60}")
+    try:
+        return user_uuid_text(value)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            field, f"must be a UUID (8-4-4-4-12 hex digits), got {value!r:.60}") from None
 
 
 def isin_check_digit_ok(isin: str) -> bool:
@@ -65,22 +68,25 @@ def isin_check_digit_ok(isin: str) -> bool:
 def instrument_path_id(value: object) -> str:
     """Normalise an instrument id for the E17 path: ``isin:<ISIN>`` or ``uuid:<UUID>``.
 
-    Accepts the seed's URN forms as given (``isin:US0378331005``, ``urn:isin:...``,
-    ``uuid:...``), a bare ISIN (prefixed with ``isin:``) or a bare UUID / :class:`uuid.UUID`
-    (prefixed with ``uuid:``). Raises :class:`ValidationError` otherwise.
+    Accepts the seed's URN forms (``isin:US0378331005``, ``urn:isin:...``, ``uuid:...``,
+    ``urn:uuid:...``), a bare ISIN (prefixed with ``isin:``) or a bare UUID /
+    :class:`uuid.UUID` (prefixed with ``uuid:``). A UUID, bare or in a URN, follows the rule for
+    ids a user gives (:mod:`upvest_async.ids`: the 8-4-4-4-12 layout, either case) and is sent
+    in lower case; in a URN its version digit is also 0 to 5 and its variant digit 0, 8, 9, a
+    or b (the seed's pattern). Raises :class:`ValidationError` otherwise.
     """
     if isinstance(value, uuid.UUID):
-        return f"uuid:{value}"
+        return f"uuid:{user_uuid_text(value)}"
     if isinstance(value, str):
         if ISIN_PATTERN.fullmatch(value):
             return f"isin:{value}"
-        if _INSTRUMENT_PATH_ID.fullmatch(value):
-            return value
-        try:
-            if len(value) == 36:
-                return f"uuid:{uuid.UUID(value)}"
-        except ValueError:
-            pass
+        match = _INSTRUMENT_PATH_ID.fullmatch(value)
+        if match is not None:
+            if match["uuid"] is None:
+                return match.group()
+            return f"{match['urn'] or ''}uuid:{user_uuid_text(match['uuid'])}"
+        if UUID_PATTERN.fullmatch(value):
+            return f"uuid:{user_uuid_text(value)}"
     raise ValidationError(
         "instrument_id",
         f"must be an ISIN, a UUID, or an isin:/uuid: URN, got {value!r:.60}",
@@ -93,10 +99,9 @@ def instrument_path_id(value: object) -> str:
 WEIGHT_PATTERN = re.compile(r"(100|[0-9]{1,2}(\.[0-9]{1,5})?)")
 #: ``cash_amount`` of a portfolio order (E10); the SDK also refuses ``""`` and ``".5"`` (Q8).
 CASH_AMOUNT_PATTERN = re.compile(r"[0-9]{1,63}(\.[0-9]{1,27})?")
-#: An Upvest instrument uuid in an allocation item (S7, the seed's own loose uuid regex, Q18).
-UPVEST_ID_PATTERN = re.compile(
-    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-5][0-9a-fA-F]{3}-?[089abAB][0-9a-fA-F]{3}-?[0-9a-fA-F]{12}"
-)
+#: An Upvest instrument uuid in an allocation item (S7, the seed's own uuid regex, Q18, with the
+#: dashes required: the rule for ids, :mod:`upvest_async.ids`); sent in lower case.
+UPVEST_ID_PATTERN = re.compile(_INSTRUMENT_UUID)
 #: Syntax accepted for request enum values: the known ones, and future ones the API may add.
 _ENUM_TOKEN = re.compile(r"[A-Z][A-Z0-9_]*")
 
@@ -210,10 +215,12 @@ def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
             raise ValidationError(f"{where}.instrument_id",
                                   f"must be an ISIN when instrument_id_type is ISIN, got "
                                   f"{instrument_id!r:.40}")
-        if id_type_text == "UPVEST" and not UPVEST_ID_PATTERN.fullmatch(instrument_id):
-            raise ValidationError(f"{where}.instrument_id",
-                                  f"must be an Upvest instrument UUID when instrument_id_type "
-                                  f"is UPVEST, got {instrument_id!r:.40}")
+        if id_type_text == "UPVEST":
+            if not UPVEST_ID_PATTERN.fullmatch(instrument_id):
+                raise ValidationError(f"{where}.instrument_id",
+                                      f"must be an Upvest instrument UUID when "
+                                      f"instrument_id_type is UPVEST, got {instrument_id!r:.40}")
+            instrument_id = user_uuid_text(instrument_id)
         result.append({
             "instrument_id": instrument_id,
             "instrument_id_type": id_type_text,

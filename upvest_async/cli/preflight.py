@@ -4,8 +4,10 @@ line naming the option and the rule).
 
 Rules (the README section "When things go wrong" lists them for users):
 
-- account ids (``--account``, ``--accounts-file``): canonical UUIDs (8-4-4-4-12 hex, any case);
-  a file is UTF-8 text (a BOM is allowed), one id per line, blank lines, ``#`` lines and
+- account ids (``--account``, ``--accounts-file``): canonical UUIDs (8-4-4-4-12 hex, any case,
+  nothing else: the rule of :mod:`upvest_async.ids`), compared and used in lower case; a file
+  is UTF-8 text (a BOM is allowed), one id per line (the white space around a line is
+  stripped; a ``--account`` value is read as given), blank lines, ``#`` lines and
   trailing ``# comments`` ignored; a file that lists no id, a malformed id (named
   ``FILE:LINE``) and the same account twice (compared as UUIDs, both places named) are refused;
 - every path written (``--out``, ``--summary-json``, ``--checkpoint``, the work file

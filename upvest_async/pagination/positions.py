@@ -41,12 +41,13 @@ from typing import Any
 import attrs
 
 from .. import converter as _converter
+from ..ids import LOWER_UUID_SOURCE
 from ..models.positions import Instrument, Position
 from .wire import WireInstrument, WirePosition, as_json_items
 
 __all__ = ["structure_positions"]
 
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID = LOWER_UUID_SOURCE  # the lower-case canonical uuid only (upvest_async.ids)
 _DECIMAL = r"-?+[0-9]{1,63}+(?:\.[0-9]{1,27}+)?+"
 _UUIDS = re.compile(rf"(?:{_UUID}\|)*+{_UUID}")
 _DECIMALS = re.compile(rf"(?:{_DECIMAL}\|)*+{_DECIMAL}")
