@@ -28,12 +28,13 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env=env or clean_env())
 
 
-def test_export_without_credentials_uses_the_embedded_sandbox(tmp_path: Path) -> None:
+def test_export_with_embedded_sandbox_uses_the_embedded_sandbox(tmp_path: Path) -> None:
     out = tmp_path / "positions.jsonl"
-    result = run("export-positions", "--out", str(out), "--sandbox-accounts", "3",
-                 "--sandbox-positions", "1100", "--concurrency", "2")
+    result = run("export-positions", "--embedded-sandbox", "--out", str(out),
+                 "--sandbox-accounts", "3", "--sandbox-positions", "1100", "--concurrency", "2")
     assert result.returncode == 0, result.stderr
-    assert "embedded sandbox at http://127.0.0.1:" in result.stderr
+    assert "Using the embedded sandbox at http://127.0.0.1:" in result.stderr
+    assert "(3 accounts x 1,100 positions, seed 0;" in result.stderr
     assert "Exported 3,300 positions of 3 accounts" in result.stderr
     assert "pages" in result.stderr and "requests" in result.stderr
     assert "positions/s" in result.stderr
@@ -50,7 +51,8 @@ def test_export_csv_for_chosen_accounts(tmp_path: Path) -> None:
     accounts_file = tmp_path / "accounts.txt"
     accounts_file.write_text(wanted[1] + "\n")
     out = tmp_path / "positions.csv"
-    result = run("export-positions", "--out", str(out), "--format", "csv", "--quiet",
+    result = run("export-positions", "--embedded-sandbox", "--out", str(out), "--format", "csv",
+                 "--quiet",
                  "--account", wanted[0], "--accounts-file", str(accounts_file),
                  "--sandbox-accounts", "4", "--sandbox-positions", "50")
     assert result.returncode == 0, result.stderr

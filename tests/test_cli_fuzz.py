@@ -21,7 +21,7 @@ from upvest_async.sandbox import Tenant
 
 TENANT = Tenant(accounts=3, positions_per_account=4, seed=0)
 A, B, C = TENANT.account_ids
-SANDBOX = ["--sandbox-accounts", "3", "--sandbox-positions", "4"]
+SANDBOX = ["--embedded-sandbox", "--sandbox-accounts", "3", "--sandbox-positions", "4"]
 
 FILES: dict[str, bytes] = {
     "accounts.txt": f"# ours\n{C}\n\n{B}  # second\n".encode(),

@@ -16,7 +16,7 @@ from upvest_async.sandbox import Tenant
 
 TENANT = Tenant(accounts=3, positions_per_account=4, seed=0)
 A, B, C = TENANT.account_ids
-SANDBOX = ["--sandbox-accounts", "3", "--sandbox-positions", "4"]
+SANDBOX = ["--embedded-sandbox", "--sandbox-accounts", "3", "--sandbox-positions", "4"]
 
 
 @pytest.fixture(autouse=True)

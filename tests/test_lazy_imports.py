@@ -68,13 +68,21 @@ def test_the_webhooks_namespace_is_made_on_first_use_and_shared_with_views() -> 
 
 
 def test_the_lazy_commands_are_listed_and_an_unknown_one_is_a_one_line_usage_error() -> None:
+    """An unknown command suggests the one meant (a prefix or a close spelling), else lists
+    them."""
     listed = subprocess.run([sys.executable, "-m", "upvest_async", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0
     for name in ("export-positions", "rebalance", "sandbox", "webhooks"):
         assert f"  {name}  " in listed.stdout or f"  {name} " in listed.stdout
-    unknown = subprocess.run([sys.executable, "-m", "upvest_async", "nope"],
-                             capture_output=True, text=True, timeout=120)
-    assert unknown.returncode == 2
-    assert unknown.stderr.strip().splitlines() == [
-        "python -m upvest_async: error: No such command 'nope'."]
+    for typed, hint in [
+        ("nope", "Commands: export-positions, rebalance, sandbox, webhooks."),
+        ("export", "Did you mean 'export-positions'?"),
+        ("rebalanse", "Did you mean 'rebalance'?"),
+        ("webhook", "Did you mean 'webhooks'?"),
+    ]:
+        unknown = subprocess.run([sys.executable, "-m", "upvest_async", typed],
+                                 capture_output=True, text=True, timeout=120)
+        assert unknown.returncode == 2
+        assert unknown.stderr.strip().splitlines() == [
+            f"python -m upvest_async: error: No such command {typed!r}. {hint}"]

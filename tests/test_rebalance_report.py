@@ -59,8 +59,8 @@ def test_an_unexpected_error_still_writes_report_and_summary(
     monkeypatch.setattr(Executions, "create", flaky)
     out, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
     args = ["rebalance", "--out", str(out), "--batch-id", "b", "--concurrency", "1",
-            "--sandbox-accounts", "6", "--sandbox-positions", "1", "--summary-json",
-            str(summary), "--quiet", *(f"--account={a}" for a in accounts)]
+            "--embedded-sandbox", "--sandbox-accounts", "6", "--sandbox-positions", "1",
+            "--summary-json", str(summary), "--quiet", *(f"--account={a}" for a in accounts)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
@@ -182,7 +182,8 @@ def test_a_runtime_failure_names_the_account_and_the_request_id(
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(main, [
         "rebalance", "--out", str(out), "--batch-id", "b", "--account", good, "--account",
-        stranger, "--sandbox-accounts", "1", "--sandbox-positions", "1", "--quiet"])
+        stranger, "--embedded-sandbox", "--sandbox-accounts", "1", "--sandbox-positions", "1",
+        "--quiet"])
     assert result.exit_code == 1
     failed = rows(out)[1]
     assert failed["status"] == "failed" and failed["request_id"]
@@ -223,10 +224,13 @@ def test_an_unexpected_error_in_an_export_still_writes_the_summary(
     out, summary = tmp_path / "p.jsonl", tmp_path / "s.json"
     result = CliRunner().invoke(main, [
         "export-positions", "--out", str(out), "--summary-json", str(summary), "--quiet",
-        "--sandbox-accounts", "2", "--sandbox-positions", "1"], catch_exceptions=False)
+        "--embedded-sandbox", "--sandbox-accounts", "2", "--sandbox-positions", "1"],
+        catch_exceptions=False)
     assert result.exit_code == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines() == [
-        "export failed unexpectedly: RuntimeError: boom second line"]
+    error, counts, left = result.stderr.splitlines()  # with --quiet too: what it left
+    assert error == "export failed unexpectedly: RuntimeError: boom second line"
+    assert counts.startswith("Export not complete: 0 positions of 0 accounts exported: ")
+    assert left == f"Nothing was written to {out}"
     assert json.loads(summary.read_text())["exit_status"] == 1
     assert not out.exists()

@@ -9,6 +9,7 @@ or is refused with :class:`CheckpointError` before any request, leaving every fi
 from __future__ import annotations
 
 import asyncio
+import datetime
 import fcntl
 import json
 import random
@@ -183,20 +184,23 @@ async def test_bytes_after_the_last_record_are_cut_off(
     assert paths.out.read_bytes() == await reference(client, tmp_path)
 
 
-async def test_complete_export_with_its_output_in_place_does_nothing(
+async def test_a_finished_export_is_refused_saying_when_and_restart_starts_anew(
     client: UpvestClient, small: Sandbox, tmp_path: Path
 ) -> None:
+    """A checkpoint serves one export: a re-run of a finished one must not succeed having
+    exported nothing (a nightly job with a fixed --checkpoint)."""
     paths = Paths.under(tmp_path)
     await export(client, paths)
-    before, stat = paths.snapshot(), paths.out.stat()
-    accounts = await _accounts(client)
-    requests = small.counters.requests
-    summary = await export(client, paths, accounts=accounts)
-    assert summary is not None and summary.skipped == ACCOUNTS and summary.accounts == 0
-    assert small.counters.requests == requests
-    assert paths.snapshot() == before
+    stat = paths.out.stat()
+    finished = datetime.datetime.fromtimestamp(paths.checkpoint.stat().st_mtime).astimezone()
+    message = await refused(client, small, paths, "finished at", str(paths.out),
+                            finished.isoformat(timespec="seconds"), "starts a new export")
+    assert "records an export to" in message
     assert (paths.out.stat().st_ino, paths.out.stat().st_mtime_ns) == (stat.st_ino,
                                                                         stat.st_mtime_ns)
+    summary = await export(client, paths, restart=True)
+    assert summary is not None and summary.accounts == ACCOUNTS and summary.skipped == 0
+    assert paths.out.read_bytes() == await reference(client, tmp_path)
 
 
 async def test_output_moved_away_after_completion_is_refused_naming_it(
@@ -206,10 +210,8 @@ async def test_output_moved_away_after_completion_is_refused_naming_it(
     await export(client, paths)
     paths.out.rename(tmp_path / "elsewhere")
     await refused(client, small, paths, str(paths.out), "does not exist", "put it back")
-    (tmp_path / "elsewhere").rename(paths.out)  # put back: complete again, nothing to do
-    summary = await export(client, paths)
-    assert summary is not None and summary.skipped == ACCOUNTS
-    assert paths.out.read_bytes() == await reference(client, tmp_path)
+    (tmp_path / "elsewhere").rename(paths.out)  # put back: the finished export again
+    await refused(client, small, paths, "finished at")
 
 
 @pytest.mark.parametrize("change", ["byte", "appended", "truncated"])
@@ -389,18 +391,14 @@ async def test_checkpointed_export_needs_distinct_accounts(
     assert not listing(tmp_path)
 
 
-async def test_lost_completion_line_with_the_output_in_place_does_nothing(
+async def test_lost_completion_line_with_the_output_in_place_is_finished_too(
     client: UpvestClient, small: Sandbox, tmp_path: Path
 ) -> None:
     paths = Paths.under(tmp_path)
     await export(client, paths)
     data = paths.checkpoint.read_bytes()
     paths.checkpoint.write_bytes(data[:data.rindex(b'{"complete"') + 7])  # torn completion
-    accounts = await _accounts(client)
-    before, requests = paths.snapshot(), small.counters.requests
-    summary = await export(client, paths, accounts=accounts)
-    assert summary is not None and summary.skipped == ACCOUNTS and summary.accounts == 0
-    assert paths.snapshot() == before and small.counters.requests == requests
+    await refused(client, small, paths, "finished at", "--restart")
 
 
 async def test_a_second_run_of_the_same_export_is_refused_while_the_first_runs(

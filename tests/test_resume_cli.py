@@ -63,3 +63,26 @@ async def test_restart_needs_a_checkpoint(small: Sandbox, tmp_path: Path) -> Non
                             "--restart")
     assert status == 2 and "--restart: needs --checkpoint" in err
     assert not os.listdir(tmp_path)
+
+
+async def test_a_finished_checkpoint_is_refused_not_a_silent_no_op(
+    small: Sandbox, tmp_path: Path
+) -> None:
+    """A nightly job with a fixed --checkpoint: the second night must not exit 0 having
+    exported nothing."""
+    out, checkpoint = tmp_path / "p.jsonl", tmp_path / "c"
+    args = ["export-positions", "--out", str(out), "--checkpoint", str(checkpoint), "--quiet"]
+    assert (await run(small, *args))[0] == 0
+    first, requests, before = read(out), small.counters.requests, read(checkpoint)
+
+    status, err = await run(small, *args)
+    assert status == 2
+    [line] = err.splitlines()
+    assert f"checkpoint {checkpoint} records an export to {out} that finished at " in line
+    assert "--restart starts a new export" in line and "Traceback" not in err
+    assert small.counters.requests == requests  # nothing sent, not even a token request
+    assert read(checkpoint) == before and read(out) == first
+
+    status, err = await run(small, *args, "--restart")
+    assert status == 0, err
+    assert read(out) == first and small.counters.requests > requests

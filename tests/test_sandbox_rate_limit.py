@@ -471,8 +471,8 @@ def test_cli_sandbox_refuses_bad_rate_limits(args: list[str], message: str) -> N
 def test_bulk_command_embedded_sandbox_rate_limit(tmp_path: Path) -> None:
     out = tmp_path / "positions.jsonl"
     result = subprocess.run(
-        [*CLI, "export-positions", "--out", str(out), "--sandbox-accounts", "2",
-         "--sandbox-positions", "10", "--sandbox-rate-limit", "1000"],
+        [*CLI, "export-positions", "--embedded-sandbox", "--out", str(out),
+         "--sandbox-accounts", "2", "--sandbox-positions", "10", "--sandbox-rate-limit", "1000"],
         capture_output=True, text=True, timeout=120, env=clean_env(),
     )
     assert result.returncode == 0, result.stderr
@@ -480,7 +480,7 @@ def test_bulk_command_embedded_sandbox_rate_limit(tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) == 20
     refused = subprocess.run(
         [*CLI, "rebalance", "--out", str(tmp_path / "r.json"), "--all-accounts",
-         "--sandbox-rate-limit", "-1"],
+         "--embedded-sandbox", "--sandbox-rate-limit", "-1"],
         capture_output=True, text=True, timeout=60, env=clean_env(),
     )
     assert refused.returncode == 2 and "--sandbox-rate-limit" in refused.stderr

@@ -105,14 +105,24 @@ def test_demo_refuses_a_configured_api() -> None:
            "UPVEST_API_CLIENT_SECRET": "s", "UPVEST_API_KEY_ID": "k",
            "UPVEST_API_HTTP_SIGN_PRIVATE_KEY": "x"}
     result = CliRunner().invoke(main, ["webhooks", "listen", "--demo"], env=env)
-    assert result.exit_code == 2 and "embedded sandbox" in result.output
+    assert result.exit_code == 2 and "--embedded-sandbox" in result.output
+    result = CliRunner().invoke(main, ["webhooks", "listen", "--demo", "--embedded-sandbox"],
+                                env=env)
+    assert result.exit_code == 2 and "target is ambiguous" in result.output
+
+
+def test_listen_without_a_complete_configuration_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["webhooks", "listen"], env=dict.fromkeys(NO_API))
+    assert result.exit_code == 2
+    assert "missing UPVEST_API_CLIENT_ID" in result.output
+    assert "--embedded-sandbox" in result.output
 
 
 async def test_listen_without_credentials_receives_from_the_embedded_sandbox(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "events.jsonl"
-    process, _ = await _start({}, out, "--demo")
+    process, _ = await _start({}, out, "--demo", "--embedded-sandbox")
     assert process.stdout is not None
     lines: list[str] = []
     async with asyncio.timeout(30):
@@ -133,7 +143,7 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(main, ["webhooks", "listen", "--port", str(port)],
-                                    env=dict.fromkeys(NO_API))
+        result = CliRunner().invoke(main, ["webhooks", "listen", "--embedded-sandbox",
+                                           "--port", str(port)], env=dict.fromkeys(NO_API))
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -1,18 +1,22 @@
 """The ``upvest-async`` command line: ``export-positions``, ``rebalance``, ``sandbox`` and
 ``webhooks listen``.
 
-Bulk commands and ``webhooks listen`` use the ``UPVEST_API_*`` credentials when set, otherwise
-an embedded sandbox (in a child process for the bulk commands, so the figures they print are
-the client's). Exit statuses: 0 complete, 1 some accounts failed (or an unexpected error, after
-the summary and report are written), 2 usage or configuration error, 130 interrupted
-(``webhooks listen`` exits 0 on Ctrl-C). A usage error is one line on standard error,
-``upvest-async <command>: error: <option>: <rule>``, with no usage block and no traceback
-(:class:`OneLineErrors`); so is an unexpected exception (exit 1; ``UPVEST_ASYNC_TRACEBACK=1``
-shows its traceback).
+The target is never inferred. Bulk commands and ``webhooks listen`` use the API the
+``UPVEST_API_*`` variables configure, which must be complete (exit 2 otherwise, naming what is
+missing); with ``--embedded-sandbox`` (and no ``UPVEST_API_*`` variable set) they use an
+embedded sandbox instead (in a child process for the bulk commands, so the figures they print
+are the client's). See :func:`.common.resolve_target`. Exit statuses: 0 complete, 1 some
+accounts failed (or an unexpected error, after the summary and report are written), 2 usage or
+configuration error, 130 interrupted (``webhooks listen`` exits 0 on Ctrl-C). A usage error is
+one line on standard error, ``upvest-async <command>: error: <option>: <rule>``, with no usage
+block and no traceback (:class:`OneLineErrors`); so is an unexpected exception (exit 1;
+``UPVEST_ASYNC_TRACEBACK=1`` shows its traceback). An unknown command is a usage error that
+suggests the command meant.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -49,6 +53,22 @@ class OneLineErrors(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The command names: :data:`COMMANDS`, sorted."""
         return sorted(COMMANDS)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As :meth:`click.Group.resolve_command`; an unknown command is a usage error that
+        suggests the one meant (a command it begins, or a close spelling), or lists them."""
+        name = args[0] if args else ""
+        if (args and not ctx.resilient_parsing and not name.startswith("-")
+                and self.get_command(ctx, name) is None):
+            known = self.list_commands(ctx)
+            meant = [command for command in known if command.startswith(name)] if name else []
+            meant = meant or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = (f"Did you mean {meant[0]!r}?" if len(meant) == 1 else
+                    f"Commands: {', '.join(meant or known)}.")
+            raise click.UsageError(f"No such command {name!r}. {hint}", ctx=ctx)
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The command ``cmd_name``, imported from its module on first use; ``None`` for a

@@ -23,8 +23,11 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    Target,
     one_line,
     open_client,
+    plural,
+    resolve_target,
     sandbox_options,
     stderr,
     write_json,
@@ -45,15 +48,16 @@ async def _run(
     accounts: list[str] | None,
     options: dict[str, Any],
     quiet: bool,
-    sandbox: dict[str, Any],
+    target: Target,
     previous: PreviousReport | None,
     summary: RebalanceSummary,
 ) -> None:
-    overrides: dict[str, Any] = {}
-    # One access token for the whole batch: the admin scope also serves the list (Q6).
-    if not os.environ.get("UPVEST_API_SCOPES"):
-        overrides["scopes"] = ["portfolios:admin"]
-    async with open_client(sandbox, quiet=quiet, **overrides) as client:
+    if options["dry_run"] and accounts is not None:
+        # Nothing to read and nothing to send: no client, no embedded sandbox.
+        _print_plan(accounts, options)
+        await run_rebalance(None, accounts, out, previous=previous, summary=summary, **options)
+        return
+    async with open_client(target, quiet=quiet) as client:
         if accounts is None:  # --all-accounts
             accounts = await list_account_ids(client)
             check_plan(accounts, options["batch_id"], options["group_size"], previous,
@@ -142,7 +146,9 @@ def _preflight(
                    "1-200 characters, no control characters.")
 @click.option("--group-size", type=click.IntRange(1, 10_000), default=1, show_default=True,
               help="Accounts per rebalancing execution (at most 10000).")
-@click.option("--dry-run", is_flag=True, help="Validate and print what would be sent.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and print what would be sent; sends nothing (--all-accounts "
+                   "still lists the accounts).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=None,
               help="Retries per trigger after the first attempt (default 2, at most 100).")
 @click.option("--summary-json", type=click.Path(path_type=Path),
@@ -151,7 +157,9 @@ def _preflight(
               help="Replace what --out holds when it is not a report of this batch (a report "
                    "of another batch, or any file) instead of refusing. A report of this batch "
                    "is always reconciled, never replaced.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar and no summary line when every account is triggered; "
+                   "failures are always reported.")
 @sandbox_options
 def rebalance_command(
     out: Path,
@@ -166,13 +174,15 @@ def rebalance_command(
     summary_json: Path | None,
     overwrite: bool,
     quiet: bool,
-    sandbox_accounts: int,
-    sandbox_positions: int,
-    sandbox_seed: int,
-    sandbox_rate_limit: float | None,
+    embedded_sandbox: bool,
+    **sandbox: Any,
 ) -> None:
     """Trigger a rebalancing execution per account (or per --group-size accounts).
 
+    Runs against the API the UPVEST_API_* variables configure (all of them: exit 2 when the
+    configuration is incomplete), or with --embedded-sandbox against a local simulator.
+    --dry-run sends nothing; with --account/--accounts-file it reads nothing either (and
+    starts no embedded sandbox).
     The accounts are never inferred: give --account/--accounts-file, or --all-accounts.
     Re-running with the same --batch-id and --out after a crash or Ctrl-C sends only what is
     not triggered yet, with the same idempotency keys (answers the API replays are marked
@@ -182,14 +192,17 @@ def rebalance_command(
     """
     ids, previous = _preflight(out, accounts, accounts_file, all_accounts, batch_id, dry_run,
                                group_size, summary_json, overwrite)
-    sandbox = {"accounts": sandbox_accounts, "positions_per_account": sandbox_positions,
-               "seed": sandbox_seed, "rate_limit": sandbox_rate_limit}
+    overrides: dict[str, Any] = {}
+    # One access token for the whole batch: the admin scope also serves the list (Q6).
+    if not os.environ.get("UPVEST_API_SCOPES"):
+        overrides["scopes"] = ["portfolios:admin"]
+    target = resolve_target(embedded_sandbox, sandbox, **overrides)
     options = {"concurrency": concurrency, "batch_id": batch_id, "group_size": group_size,
                "dry_run": dry_run, "max_retries": max_retries}
     summary = RebalanceSummary()
     status, error = 0, None
     try:
-        asyncio.run(_run(out, ids, options, quiet, sandbox, previous, summary))
+        asyncio.run(_run(out, ids, options, quiet, target, previous, summary))
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
     except ReportError as exc:
@@ -214,15 +227,22 @@ def rebalance_command(
         write_json(summary_json, {**summary.as_dict(), "batch_id": batch_id,
                                   "exit_status": status, "error": error, "report": str(out)})
     if status == EXIT_INTERRUPTED:
-        stderr.print(f"Interrupted; report in {shown(out)}; re-run with the same --batch-id "
-                     "and --out to finish the batch", markup=False)
-    elif summary.accounts and not quiet:
+        if summary.accounts:  # run_rebalance ended: the report is written
+            stderr.print(f"Interrupted; report in {shown(out)}; re-run with the same "
+                         "--batch-id and --out to finish the batch", markup=False)
+        else:
+            kept = "is unchanged" if out.exists() else "was not written"
+            stderr.print(f"Interrupted before anything was sent; {shown(out)} {kept}",
+                         markup=False)
+    elif summary.accounts and (status or not quiet):
         stderr.print(
-            f"Rebalanced {summary.accounts:,} accounts: {summary.triggered:,} triggered "
-            f"({summary.replayed:,} replayed), {summary.failed:,} failed, {summary.unknown:,} "
-            f"unknown, {summary.not_sent:,} not sent, {summary.planned:,} planned, "
-            f"{summary.executions:,} executions, {summary.requests:,} requests "
-            f"({summary.token_requests} token), {summary.seconds:.2f} s; report in {shown(out)}",
+            f"Rebalanced {plural(summary.accounts, 'account')}: {summary.triggered:,} "
+            f"triggered ({summary.replayed:,} replayed), {summary.failed:,} failed, "
+            f"{summary.unknown:,} unknown, {summary.not_sent:,} not sent, {summary.planned:,} "
+            f"planned, {plural(summary.executions, 'execution')}, "
+            f"{plural(summary.requests, 'request')} "
+            f"({plural(summary.token_requests, 'token request')}), {summary.seconds:.2f} s; "
+            f"report in {shown(out)}",
             markup=False,
         )
     sys.exit(status)
@@ -244,9 +264,9 @@ def _print_failures(results: list[RebalanceResult]) -> None:
                 line += f" (request id {result.request_id})"
         stderr.print(one_line(line), markup=False)
     if len(bad) > _SHOWN_FAILURES:
-        stderr.print(f"... and {len(bad) - _SHOWN_FAILURES:,} more accounts failed or unknown; "
-                     "see the report", markup=False)
+        stderr.print(f"... and {plural(len(bad) - _SHOWN_FAILURES, 'more account')} failed "
+                     "or unknown; see the report", markup=False)
     not_sent = sum(r.status == "not_sent" for r in results)
     if not_sent:
-        stderr.print(f"{not_sent:,} accounts not sent; re-run with the same --batch-id and "
-                     "--out to send them", markup=False)
+        stderr.print(f"{plural(not_sent, 'account')} not sent; re-run with the same "
+                     "--batch-id and --out to send them", markup=False)

@@ -10,8 +10,9 @@ input; the child answers one JSON line on standard output, the client settings
 (:meth:`~upvest_async.sandbox.Sandbox.client_settings`) plus ``accounts`` (ids),
 ``positions_per_account``, ``seed``, ``rate_limit`` and ``rate_burst`` (requests/s per client
 id and bucket capacity, ``null`` without a limit); it serves until its standard input ends
-(the parent closed it, exited or was killed), then stops. The child ignores Ctrl-C: the
-parent decides.
+(the parent closed it, exited or was killed), then stops. The child runs in a process group
+of its own and ignores SIGINT, so a Ctrl-C in the terminal reaches only the parent, which
+decides.
 
     python -m upvest_async.cli.sandbox_process   # (run by open_client, not by hand)
 """
@@ -39,9 +40,11 @@ async def sandbox_process(options: dict[str, Any]) -> AsyncIterator[dict[str, An
     """Run a sandbox with ``options`` (``Sandbox`` keywords) in a child process; yields its
     settings (see the module docs). Raises :class:`~upvest_async.ConfigurationError` when the
     child does not start within :data:`START_TIMEOUT` seconds."""
+    # A process group of its own: the terminal's Ctrl-C (sent to the foreground group) never
+    # reaches the child, not even while it imports, before it can ignore SIGINT itself.
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", __name__, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, process_group=0,
     )
     assert process.stdin is not None and process.stdout is not None
     try:

@@ -2,8 +2,8 @@
 
 Like ``stripe listen``: it runs the receiver of :mod:`upvest_async.webhooks` on 127.0.0.1,
 verifies every request with the keys of the configured API (``UPVEST_API_*``, through
-``client.webhooks.verify_keys()``) or, without credentials, of an embedded sandbox that is
-subscribed to the listener (``--demo`` places orders in it so that events flow), prints each
+``client.webhooks.verify_keys()``) or, with ``--embedded-sandbox``, of an embedded sandbox that
+is subscribed to the listener (``--demo`` places orders in it so that events flow), prints each
 verified event's type and id as it arrives, and appends it to ``--out`` as one JSON line (the
 event as received). Events already in ``--out`` are not written again after a restart; a last
 line cut short by a crash is removed first (it was never acknowledged, so Upvest redelivers it).
@@ -24,15 +24,14 @@ import click
 from aiohttp import web
 
 from ..client import UpvestClient
-from ..config import has_credentials
 from ..errors import UpvestError
 from ..models.webhooks import WebhookEvent
 from ..webhooks import DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH, MemoryEventStore
 from ..webhooks.app import WebhookReceiver
 from ..webhooks.events import dumps_json
-from .common import EXIT_USAGE, stderr
+from .common import EMBEDDED_SANDBOX, EXIT_USAGE, embedded_sandbox_option, resolve_target, stderr
 
-if TYPE_CHECKING:  # imported when listen runs without credentials: other commands start faster
+if TYPE_CHECKING:  # imported when listen runs embedded: other commands start faster
     from ..sandbox import Sandbox
 
 __all__ = ["webhooks_group"]
@@ -59,18 +58,18 @@ def _recover(out: Path, store: MemoryEventStore) -> list[str]:
     return ids
 
 
-#: The embedded sandbox of ``listen`` without credentials: a small tenant whose orders fill
+#: The embedded sandbox of ``listen --embedded-sandbox``: a small tenant whose orders fill
 #: on their own after this many seconds.
 EMBEDDED_FILL_SECONDS = 0.5
 _DEMO_USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
 
 
 @contextlib.asynccontextmanager
-async def _client() -> AsyncIterator[tuple[UpvestClient, Sandbox | None]]:
-    """The configured API's client, or an embedded sandbox's (and the sandbox)."""
+async def _client(embedded: bool) -> AsyncIterator[tuple[UpvestClient, Sandbox | None]]:
+    """The configured API's client, or (``embedded``) an embedded sandbox's, and the sandbox."""
     from ..sandbox import Sandbox
 
-    if has_credentials():
+    if not embedded:
         async with UpvestClient.from_env() as client:
             stderr.print(f"Verifying with the keys of {client.base_url} (UPVEST_API_* variables)")
             yield client, None
@@ -78,8 +77,8 @@ async def _client() -> AsyncIterator[tuple[UpvestClient, Sandbox | None]]:
     async with Sandbox(accounts=3, positions_per_account=20,
                        order_fill_seconds=EMBEDDED_FILL_SECONDS) as sandbox, \
             sandbox.client() as client:
-        stderr.print(f"No UPVEST_API_* credentials set: verifying with the keys of the embedded "
-                     f"sandbox at {sandbox.base_url}")
+        stderr.print(f"{EMBEDDED_SANDBOX}: verifying with the keys of the embedded sandbox at "
+                     f"{sandbox.base_url}")
         yield client, sandbox
 
 
@@ -95,7 +94,7 @@ async def _demo(client: UpvestClient, sandbox: Sandbox) -> None:
 
 
 async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
-                  demo: bool) -> None:
+                  demo: bool, embedded: bool = False) -> None:
     store = MemoryEventStore()
     if out is not None:
         for event_id in _recover(out, store):
@@ -114,7 +113,7 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
     try:
         if out is not None:
             stream = out.open("a", encoding="utf-8", newline="")
-        async with _client() as (client, sandbox):
+        async with _client(embedded) as (client, sandbox):
             try:
                 keys = await client.webhooks.verify_keys()
             except UpvestError as exc:
@@ -166,21 +165,24 @@ def webhooks_group() -> None:
 @click.option("--demo", is_flag=True,
               help="Embedded sandbox only: place a BUY and a SELL order and trigger a "
                    "rebalancing, so that events arrive.")
+@embedded_sandbox_option
 def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int,
-                   demo: bool) -> None:
+                   demo: bool, embedded_sandbox: bool) -> None:
     """Run a webhook receiver on 127.0.0.1: verify each request (v6 signatures, keys from
     GET /auth/verify_keys), print each new event's type and id, and record it in --out.
 
     Answers 200 once every event of a request is recorded, so a failure makes Upvest retry.
-    Without UPVEST_API_* credentials an embedded sandbox delivers its events here (--demo
-    makes some). Ctrl-C stops it with exit status 0.
+    Uses the keys of the API the UPVEST_API_* variables configure (exit 2 when incomplete);
+    with --embedded-sandbox an embedded sandbox delivers its events here (--demo makes some).
+    Ctrl-C stops it with exit status 0.
     """
     if not path.startswith("/") or "?" in path or "#" in path:
         stderr.print("--path must start with / and hold no query or fragment")
         sys.exit(EXIT_USAGE)
-    if demo and has_credentials():
-        stderr.print("--demo places orders: it runs only against the embedded sandbox "
-                     "(unset the UPVEST_API_* variables)")
+    if demo and not embedded_sandbox:
+        stderr.print(f"--demo places orders: it runs only against the embedded sandbox "
+                     f"({EMBEDDED_SANDBOX})")
         sys.exit(EXIT_USAGE)
+    resolve_target(embedded_sandbox)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_listen(port, path, out, max_body_bytes, demo))
+        asyncio.run(_listen(port, path, out, max_body_bytes, demo, embedded_sandbox))

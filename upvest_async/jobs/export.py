@@ -14,7 +14,8 @@ Where the output goes:
   renamed to ``out`` when complete (never while accounts failed); the checkpoint (see
   :mod:`.checkpoint`) lets a re-run skip finished accounts and append the rest, with no gap
   and no duplicate. A re-run first checks the checkpoint against the work file (or, once
-  complete, the output) and refuses when they do not match (:mod:`.resume`).
+  complete, the output) and refuses when they do not match, and when the export it records
+  has finished: a checkpoint serves one export (:mod:`.resume`; ``restart`` starts anew).
 
 An account that fails (after the client's retries) is recorded in the summary with its error
 and request id, and the export goes on with the next account; a checkpointed re-run retries
@@ -68,8 +69,12 @@ class AccountFailure:
 class ExportSummary:
     """Figures of one run: ``accounts`` exported now, ``skipped`` (finished in an earlier run,
     per the checkpoint), ``failed`` accounts, ``positions`` written now, ``pages`` and
-    ``requests`` (HTTP requests, token requests included), ``seconds`` (wall clock), and
-    ``interrupted`` (stopped by Ctrl-C / cancellation)."""
+    ``requests`` (HTTP requests, token requests included), ``seconds`` (wall clock),
+    ``interrupted`` (stopped by Ctrl-C / cancellation), ``complete`` (every account is
+    exported: ``out`` is written, or standard output has every position), and ``partial``:
+    the path of the work file ``<out>.partial`` when the run ended without writing ``out``
+    and left the accounts it did export there (``None`` otherwise: complete, standard output,
+    or nothing kept)."""
 
     accounts: int = 0
     skipped: int = 0
@@ -79,6 +84,8 @@ class ExportSummary:
     seconds: float = 0.0
     interrupted: bool = False
     failed: list[AccountFailure] = attrs.field(factory=list)
+    complete: bool = False
+    partial: str | None = None
 
     @property
     def positions_per_second(self) -> float:
@@ -164,8 +171,8 @@ async def export_positions(
     checkpoint consistent, and is re-raised after ``summary.interrupted`` is set.
 
     Raises :class:`~.checkpoint.CheckpointError`, before any request and changing no file,
-    when the checkpoint cannot be resumed (:mod:`.resume`), and :class:`ValueError` for a
-    checkpoint without ``out`` or with repeated accounts.
+    when the checkpoint cannot be resumed or records a finished export (:mod:`.resume`), and
+    :class:`ValueError` for a checkpoint without ``out`` or with repeated accounts.
     """
     if checkpoint is not None and out is None:
         raise ValueError("a checkpoint needs an output file, not standard output")
@@ -189,8 +196,12 @@ async def export_positions(
                         on_account(account, len(positions))
 
                 await _stream_accounts(client, list(account_ids), concurrency, summary, write)
-            if work is not None and out is not None and not summary.failed:
-                os.replace(work, out)  # with failures, the work stays in <out>.partial
+            if work is not None and out is not None:
+                if summary.failed:  # the work stays in <out>.partial, for inspection
+                    summary.partial = str(work)
+                else:
+                    os.replace(work, out)
+            summary.complete = not summary.failed
         else:
             await _export_resumable(
                 client, list(account_ids), out, fmt, concurrency, checkpoint, summary,
@@ -223,7 +234,9 @@ async def _export_resumable(
         if restart:
             discard(checkpoint_path, work)
         plan = plan_resume(checkpoint_path, out=out, fmt=fmt, accounts=accounts)
-        if _already_complete(plan, work, out):
+        if plan.action == "rename":  # complete but for the rename: finish it
+            os.replace(work, out)
+            summary.complete = True
             summary.skipped = len(accounts)
             if on_resume is not None:
                 on_resume(summary.skipped)
@@ -250,15 +263,11 @@ async def _export_resumable(
             if not summary.failed:  # with failures, the work stays in <out>.partial
                 state.mark_complete()
                 os.replace(work, out)
+                summary.complete = True
         finally:
             state.close()
-
-
-def _already_complete(plan: Resume, work: Path, out: Path) -> bool:
-    """Whether a complete checkpoint leaves nothing to do (after finishing its rename)."""
-    if plan.action == "rename":
-        os.replace(work, out)
-    return plan.action in ("rename", "done")
+            if not state.complete and work.exists():
+                summary.partial = str(work)
 
 
 def _open_work(work: Path, plan: Resume, fmt: Format, state: Checkpoint) -> WorkFile:

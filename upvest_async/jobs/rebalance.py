@@ -4,13 +4,14 @@ a durable record in its report (the format and its lifecycle: :mod:`.report`).""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
 
 from ..client import UpvestClient
-from .batch import RebalanceResult, check_batch, plan_keys, trigger_many
+from .batch import RebalanceResult, batch_idempotency_key, check_batch, plan_keys, trigger_many
 from .report import PreviousReport, ReportError, ReportJournal
 
 __all__ = ["RebalanceSummary", "check_plan", "run_rebalance"]
@@ -81,7 +82,7 @@ def check_plan(account_ids: Sequence[str], batch_id: str | None, group_size: int
 
 
 async def run_rebalance(
-    client: UpvestClient,
+    client: UpvestClient | None,
     account_ids: Sequence[str],
     out: Path,
     *,
@@ -100,15 +101,20 @@ async def run_rebalance(
     same batch (:func:`~.report.load_report`): its triggered groups are not sent again, and a
     key it had sent is reported ``replayed``.
 
+    ``client`` may be ``None`` for a ``dry_run``, which sends nothing and reads nothing.
+
     However the run ends (complete, an exception, Ctrl-C) the report is finished and
     ``summary`` (returned) is filled before the exception propagates: the accounts sent but
     not answered are ``unknown``, those never sent ``not_sent``. Raises
     :class:`~.report.ReportError` before sending when the plan contradicts ``previous``, and
-    :class:`~upvest_async.ValidationError` for bad ids or parameters.
+    :class:`~upvest_async.ValidationError` for bad ids or parameters, and
+    :class:`ValueError` for ``client=None`` without ``dry_run``.
     """
+    if client is None and not dry_run:
+        raise ValueError("run_rebalance needs a client unless dry_run")
     started = time.perf_counter()
     summary = summary if summary is not None else RebalanceSummary()
-    requests, tokens = client.stats.requests, client.stats.token_requests
+    requests, tokens = _counts(client)
     account_ids = check_batch(account_ids, concurrency=concurrency, group_size=group_size,
                               batch_id=batch_id)
     check_plan(account_ids, batch_id, group_size, previous, dry_run=dry_run)
@@ -135,20 +141,41 @@ async def run_rebalance(
 
     results: list[RebalanceResult] = []
     try:
-        await trigger_many(
-            client.portfolios.rebalancings.executions, account_ids, concurrency=concurrency,
-            batch_id=batch_id, group_size=group_size, dry_run=dry_run, on_result=collect,
-            max_retries=max_retries, on_send=send, known=carried,
-        )
+        if client is None or dry_run:
+            _plan(account_ids, batch_id, group_size, collect)
+        else:
+            await trigger_many(
+                client.portfolios.rebalancings.executions, account_ids,
+                concurrency=concurrency, batch_id=batch_id, group_size=group_size,
+                on_result=collect, max_retries=max_retries, on_send=send, known=carried,
+            )
     finally:
         results = [_final(account, known.get(account), keys.get(account, ""))
                    for account in account_ids]
         summary.count(results)
-        summary.requests = client.stats.requests - requests
-        summary.token_requests = client.stats.token_requests - tokens
+        after = _counts(client)
+        summary.requests = after[0] - requests
+        summary.token_requests = after[1] - tokens
         summary.seconds = time.perf_counter() - started
         journal.finish(results)
     return summary, results
+
+
+def _counts(client: UpvestClient | None) -> tuple[int, int]:
+    """The client's requests and token requests so far (none without a client)."""
+    return (0, 0) if client is None else (client.stats.requests, client.stats.token_requests)
+
+
+def _plan(account_ids: Sequence[str], batch_id: str | None, group_size: int,
+          collect: Callable[[RebalanceResult], None]) -> None:
+    """A dry run: each account ``planned`` with its group's idempotency key (as
+    :func:`~.batch.trigger_many` would send it; a random one per group without a batch id)."""
+    for start in range(0, len(account_ids), group_size):
+        group = list(account_ids[start:start + group_size])
+        key = (batch_idempotency_key(batch_id, group) if batch_id is not None
+               else str(uuid.uuid4()))
+        for account in group:
+            collect(RebalanceResult(account, "planned", key))
 
 
 def _final(account: str, result: RebalanceResult | None, key: str) -> RebalanceResult:

@@ -11,10 +11,14 @@ complete, to ``out``. Before any request is sent and before any file is changed,
   it (an account being written when the process died) are cut off, as is a torn last
   checkpoint line, and the export goes on with the accounts not yet recorded;
 - a complete checkpoint: when the work file is still there and matches (the process died
-  between recording completion and renaming), it is renamed to ``out``; otherwise ``out``
-  must exist and match (length and SHA-256), and there is nothing to do. The same holds for
-  a checkpoint that records every account but lost its completion line, when the work file
-  is gone and ``out`` matches the last line exactly.
+  between recording completion and renaming), it is renamed to ``out``. Otherwise the export
+  it records has finished, and a checkpoint runs one export once: it is refused, saying when
+  it finished (the checkpoint's last change) and that ``--restart`` starts a new export; a
+  re-run must not succeed having exported nothing (a nightly job with a fixed
+  ``--checkpoint``). ``out`` is checked first (it must exist and match, length and SHA-256),
+  so the refusal says whether it is still the finished export. The same holds for a
+  checkpoint that records every account but lost its completion line, when the work file is
+  gone and ``out`` matches the last line exactly.
 
 Anything else is refused with :class:`~.checkpoint.CheckpointError` (one line: what does not
 match, and how to start over), leaving every file as it was.
@@ -22,6 +26,7 @@ match, and how to start over), leaving every file as it was.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from collections.abc import Sequence
@@ -47,9 +52,10 @@ def work_path(out: Path) -> Path:
 class Resume:
     """What a checkpointed export does: ``"fresh"`` (start, ``state`` is ``None`` or holds
     only a header), ``"append"`` (go on after ``state.last``, whose running hash ``digest``
-    continues), ``"rename"`` (complete: move the work file to ``out``) or ``"done"``."""
+    continues) or ``"rename"`` (complete but for its last step: move the work file to
+    ``out``)."""
 
-    action: Literal["fresh", "append", "rename", "done"]
+    action: Literal["fresh", "append", "rename"]
     state: Checkpoint | None = None
     digest: hashlib._Hash | None = None
 
@@ -96,11 +102,11 @@ def plan_resume(
             raise CheckpointError(
                 f"{out} is not the complete export checkpoint {checkpoint} recorded "
                 f"({_difference(size, state.last)}); put it back, or {_RESTART}")
-        return Resume("done", state)
+        raise _finished(checkpoint, out)
     recorded = f"{len(state.done)} finished accounts, {state.last.offset} bytes"
     if (not work.exists() and len(state.done) == state.accounts and out.exists()
             and _exactly(out, state.last)[0]):  # only the completion line was lost
-        return Resume("done", state)
+        raise _finished(checkpoint, out)
     if not work.exists():
         raise CheckpointError(
             f"checkpoint {checkpoint} records {recorded} in {work}, but {work} does not "
@@ -111,6 +117,20 @@ def plan_resume(
             f"{work} does not match checkpoint {checkpoint} ({recorded}: "
             f"{_difference(size, state.last)}); {_RESTART}")
     return Resume("append", state, digest)
+
+
+def _finished(checkpoint: Path, out: Path) -> CheckpointError:
+    """The refusal of a checkpoint whose export finished: when (the checkpoint's last
+    change, local time with its offset), and how to start a new export."""
+    try:
+        when = datetime.datetime.fromtimestamp(checkpoint.stat().st_mtime).astimezone()
+        at = f" at {when.isoformat(timespec='seconds')}"
+    except (OSError, ValueError, OverflowError):
+        at = ""
+    return CheckpointError(
+        f"checkpoint {checkpoint} records an export to {out} that finished{at}; a checkpoint "
+        f"serves one export: --restart starts a new export (or give each run its own "
+        f"--checkpoint)")
 
 
 def _difference(size: int, mark: Mark) -> str:
