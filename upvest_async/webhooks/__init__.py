@@ -21,10 +21,19 @@ from ..models.webhooks import (
     WebhookEvent,
     WebhookEventType,
 )
-from .app import DEFAULT_WEBHOOK_PATH, RECEIVER_KEY, ReceiverStats, WebhookReceiver, webhook_app
+from .app import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_WARNING_INTERVAL,
+    DEFAULT_WEBHOOK_PATH,
+    RECEIVER_KEY,
+    MalformedRequestFilter,
+    ReceiverStats,
+    WebhookReceiver,
+    webhook_app,
+)
 from .base import digest_value, signature_base
 from .errors import REASONS, TRANSIENT_REASONS, WebhookPayloadError, WebhookVerificationError
-from .events import dumps_json, parse_batch
+from .events import MAX_BODY_DEPTH, MAX_EVENTS, dumps_json, parse_batch
 from .keys import KeyProvider, WebhookKeys, parse_jwks
 from .remote import KeyCache
 from .replay import ReplayCache
@@ -38,16 +47,21 @@ from .verifier import (
 )
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_SKEW",
     "DEFAULT_MAX_VALIDITY",
+    "DEFAULT_WARNING_INTERVAL",
     "DEFAULT_WEBHOOK_PATH",
+    "MAX_BODY_DEPTH",
+    "MAX_EVENTS",
     "REASONS",
     "RECEIVER_KEY",
     "TRANSIENT_REASONS",
     "EventStore",
     "KeyCache",
     "KeyProvider",
+    "MalformedRequestFilter",
     "MemoryEventStore",
     "RebalancingExecutionOrder",
     "RebalancingExecutionOrderStatus",

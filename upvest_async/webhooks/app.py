@@ -4,19 +4,37 @@ new event to ``on_event`` once, in order.
 Answers (never with a traceback or a reason in the body): 200 when every event of the request
 was handled (or had been before); 500 when ``on_event`` or the store failed, so Upvest retries
 the request (events handled before the failure stay recorded and are skipped on the retry);
-401 for a signature that does not verify; 400 for a verified body that is no valid batch; 413
-for a body over ``max_body_bytes``; 503 when the keys cannot be fetched (transient). Source:
-WEBHOOKS.md, "Delivery" (200 delivers, anything else is retried with back-off).
+401 for a signature that does not verify; 400 for a verified body that is no valid batch
+(:func:`~upvest_async.webhooks.parse_batch`: also a body nested deeper than
+:data:`~upvest_async.webhooks.events.MAX_BODY_DEPTH` levels) or whose framing is broken; 408,
+closing the connection, for a body that has not arrived in full within ``body_timeout``
+seconds; 413 for a body over ``max_body_bytes``; 503 when the keys cannot be fetched
+(transient). A client that hangs up before its body arrived gets no answer.
+
+Upvest delivers a request again, with back-off, until it is answered 200, and later requests
+wait behind it ("Delivery and Retry Logic" of
+https://docs.upvest.co/documentation/getting_started/implementing_webhooks/implementing_a_webhook_handler):
+so a verified body refused with 400 holds up the deliveries after it until that is resolved
+on Upvest's side; such a refusal is logged as a WARNING naming the rule broken.
+
+What any client can cause without a valid signature (refused signatures, bodies cut short,
+too slow or malformed) is logged as one WARNING line without traceback, at most one per kind
+per ``warning_interval`` seconds; the next line of a kind counts those not logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..models.webhooks import WebhookEvent
 from .errors import WebhookPayloadError, WebhookVerificationError
@@ -25,8 +43,11 @@ from .store import EventStore, MemoryEventStore
 from .verifier import DEFAULT_MAX_BODY_BYTES, VerifiedSignature, WebhookVerifier
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_WARNING_INTERVAL",
     "DEFAULT_WEBHOOK_PATH",
     "RECEIVER_KEY",
+    "MalformedRequestFilter",
     "ReceiverStats",
     "WebhookReceiver",
     "webhook_app",
@@ -37,6 +58,13 @@ logger = logging.getLogger("upvest_async.webhooks")
 #: The route of :func:`webhook_app` by default.
 DEFAULT_WEBHOOK_PATH = "/webhooks/upvest"
 
+#: Seconds a request's body may take to arrive in full, counted from the end of its headers;
+#: a slower one is answered 408 (8 MiB in 30 s is 280 KB/s, far below a server's link).
+DEFAULT_BODY_TIMEOUT = 30.0
+
+#: Seconds between two WARNING lines of one kind about what unauthenticated clients cause.
+DEFAULT_WARNING_INTERVAL = 60.0
+
 #: A handler of one event; an exception makes the delivery fail (and be retried).
 EventHandler = Callable[[WebhookEvent], Awaitable[None]]
 
@@ -45,17 +73,103 @@ EventHandler = Callable[[WebhookEvent], Awaitable[None]]
 class ReceiverStats:
     """Counters of a :class:`WebhookReceiver`: ``requests``, ``rejected`` (signature, size or
     payload), ``handled`` (events passed to ``on_event`` successfully), ``duplicates`` (events
-    skipped as already handled), ``failed`` (handler or store failures)."""
+    skipped as already handled), ``failed`` (handler or store failures), ``incomplete``
+    (bodies that did not arrive in full: the client hung up, broke the framing, or was slower
+    than ``body_timeout``)."""
 
     requests: int = 0
     rejected: int = 0
     handled: int = 0
     duplicates: int = 0
     failed: int = 0
+    incomplete: int = 0
 
 
 def _answer(status: int, title: str) -> web.Response:
     return web.json_response({"status": status, "title": title}, status=status)
+
+
+async def _answer_and_close(request: web.Request, status: int, title: str) -> web.Response:
+    """Send the answer now and close the connection: the rest of the body is never read
+    (aiohttp would otherwise keep reading it, for up to its ``lingering_time``)."""
+    response = _answer(status, title)
+    response.force_close()
+    with contextlib.suppress(ConnectionError):  # the client may be gone already
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()  # the answer written is flushed before the socket closes
+    return response
+
+
+class _Throttle:
+    """At most one log line per ``interval`` seconds per kind."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def note(self, kind: str) -> str | None:
+        """``None`` when a line of ``kind`` was logged less than ``interval`` seconds ago (this
+        one is counted, not logged); else the suffix of the line to log: empty, or how many
+        were not logged since the last one."""
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        return f" ({skipped} more since the last such warning, not logged)" if skipped else ""
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        """Log ``message % args`` on the webhooks logger as a WARNING, unless throttled."""
+        suffix = self.note(kind)
+        if suffix is not None:
+            logger.warning(message + suffix.replace("%", "%%"), *args)
+
+
+class MalformedRequestFilter(logging.Filter):
+    """A filter for aiohttp's ``aiohttp.server`` logger. aiohttp logs every request it cannot
+    parse (malformed headers or chunk framing, before any handler runs) as an ERROR with a
+    traceback: anyone who can connect can fill a log. With this filter such a record becomes
+    one WARNING line without traceback, ``Error handling request from <address>: malformed
+    request (<exception class>)``, at most one per ``interval`` seconds; the next one counts
+    those not logged. Other records pass unchanged.
+
+    ``webhooks listen`` installs it; in your process:
+    ``logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())``.
+    """
+
+    def __init__(self, interval: float = DEFAULT_WARNING_INTERVAL) -> None:
+        super().__init__()
+        self._throttle = _Throttle(interval)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite (or drop, when throttled) a record of a malformed request; keep others."""
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        suffix = self._throttle.note("malformed-request")
+        if suffix is None:
+            return False
+        record.msg = f"{record.getMessage()}: malformed request ({type(error).__name__})" \
+            f"{suffix}"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _progress(size: int, expected: int | None) -> str:
+    of = f" of {expected}" if expected is not None else ""
+    return f"{size}{of} bytes arrived"
 
 
 class _Guard:
@@ -87,7 +201,14 @@ class WebhookReceiver:
     ``client.webhooks.verifier``); ``store``: an :class:`~upvest_async.webhooks.EventStore` of
     handled event ids (default: a bounded :class:`~upvest_async.webhooks.MemoryEventStore`;
     production wants a durable one); ``max_body_bytes``: larger bodies are answered 413 without
-    being read further. Concurrent deliveries of one event never run ``on_event`` for it twice.
+    being read further; ``body_timeout``: seconds (counted from the end of the headers) within
+    which the whole body must have arrived, else the request is answered 408 and the
+    connection closed (``None``: no deadline); ``warning_interval``: seconds between two
+    WARNING lines of one kind about refused or broken requests (see the module docs).
+    Concurrent deliveries of one event never run ``on_event`` for it twice.
+
+    Raises ``ValueError`` for a ``body_timeout`` or ``warning_interval`` that is not a
+    positive number of seconds (``warning_interval`` may be 0: every line is logged).
     """
 
     def __init__(
@@ -97,33 +218,69 @@ class WebhookReceiver:
         *,
         store: EventStore | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ) -> None:
+        if body_timeout is not None and not (_is_number(body_timeout) and body_timeout > 0):
+            raise ValueError(f"body_timeout must be a positive number of seconds or None, "
+                             f"got {body_timeout!r}")
+        if not (_is_number(warning_interval) and warning_interval >= 0):
+            raise ValueError(f"warning_interval must be a number of seconds >= 0, "
+                             f"got {warning_interval!r}")
         self.on_event = on_event
         self.verifier = verifier
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.stats = ReceiverStats()
         self._guard = _Guard()
+        self._warnings = _Throttle(warning_interval)
 
-    async def _read(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return None
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        """The body, or the answer refusing it (413, 408, 400)."""
+        expected = request.content_length
+        if expected is not None and expected > self.max_body_bytes:
+            self.stats.rejected += 1
+            return _answer(413, "Payload Too Large")
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while chunk := await request.content.readany():
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        self.stats.rejected += 1
+                        return _answer(413, "Payload Too Large")
+                    chunks.append(chunk)
+        except TimeoutError:
+            self.stats.incomplete += 1
+            self._warnings.warning(
+                "slow-body", "webhook request from %s refused (408): its body did not arrive "
+                "within %s s (%s)", request.remote, self.body_timeout, _progress(size, expected))
+            return await _answer_and_close(request, 408, "Request Timeout")
+        except ConnectionError:
+            self.stats.incomplete += 1
+            self._warnings.warning(
+                "incomplete-body", "webhook request from %s dropped: the client closed the "
+                "connection before its body arrived (%s)", request.remote,
+                _progress(size, expected))
+            return await _answer_and_close(request, 400, "Bad Request")  # (nobody reads it)
+        except (HttpProcessingError, web.RequestPayloadError) as exc:
+            self.stats.incomplete += 1
+            cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+            self._warnings.warning(
+                "malformed-body", "webhook request from %s refused (400): its body is "
+                "malformed (%s; %s)", request.remote, type(cause).__name__,
+                _progress(size, expected))
+            return await _answer_and_close(request, 400, "Bad Request")
         return b"".join(chunks)
 
     async def handle(self, request: web.Request) -> web.Response:
         """The ``aiohttp.web`` handler (see the module docs for the answers)."""
         self.stats.requests += 1
         body = await self._read(request)
-        if body is None:
-            self.stats.rejected += 1
-            return _answer(413, "Payload Too Large")
+        if isinstance(body, web.Response):
+            return body
         try:
             verified = await self.verifier.verify(
                 body, request.headers, method=request.method, path=request.path,
@@ -131,7 +288,8 @@ class WebhookReceiver:
             )
         except WebhookVerificationError as exc:
             self.stats.rejected += 1
-            logger.warning("webhook request rejected: %s", exc.reason)
+            self._warnings.warning(f"rejected:{exc.reason}", "webhook request from %s "
+                                   "rejected: %s", request.remote, exc.reason)
             if exc.transient:
                 return _answer(503, "Service Unavailable")
             if exc.reason == "body-too-large":
@@ -182,11 +340,14 @@ def webhook_app(
     store: EventStore | None = None,
     path: str = DEFAULT_WEBHOOK_PATH,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
 ) -> web.Application:
     """An ``aiohttp.web.Application`` serving a :class:`WebhookReceiver` at ``POST path``
     (run it, or mount it in yours with ``app.add_subapp``); the receiver (and its ``stats``)
     is ``app[RECEIVER_KEY]``. Arguments as for :class:`WebhookReceiver`."""
-    receiver = WebhookReceiver(on_event, verifier, store=store, max_body_bytes=max_body_bytes)
+    receiver = WebhookReceiver(on_event, verifier, store=store, max_body_bytes=max_body_bytes,
+                               body_timeout=body_timeout, warning_interval=warning_interval)
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[RECEIVER_KEY] = receiver
     app.router.add_post(path, receiver.handle)

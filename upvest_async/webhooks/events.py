@@ -16,14 +16,23 @@ from typing import Any
 
 from ..converter import structure
 from ..errors import ResponseValidationError
+from ..json_body import NotJSONError, parse_json_exact
 from ..models import PortfoliosAllocation, PortfoliosOrder, Position
 from ..models.webhooks import RebalancingExecutionOrder, WebhookEvent, WebhookEventType
 from .errors import WebhookPayloadError
 
-__all__ = ["MAX_EVENTS", "dumps_json", "object_type", "parse_batch"]
+__all__ = ["MAX_BODY_DEPTH", "MAX_EVENTS", "dumps_json", "object_type", "parse_batch"]
 
 #: A batch with more events than this is refused.
 MAX_EVENTS = 10_000
+
+#: The deepest nesting of arrays and objects in a webhook body (the batch object is level 1,
+#: ``payload`` 2, an event 3, its ``object`` 4); a body nested deeper is refused. Upvest's
+#: documented events nest fewer than 10 levels. 64 keeps every recursive walk of an event
+#: (:func:`dumps_json`, the typed conversion, ``repr``, ``json.dumps`` or ``copy.deepcopy`` in
+#: a handler) far from Python's recursion limit (1000 frames): what the parser accepts, the
+#: code after it handles.
+MAX_BODY_DEPTH = 64
 
 _BY_PREFIX: tuple[tuple[str, type[Any]], ...] = (
     ("PORTFOLIO_ORDER.", PortfoliosOrder),
@@ -79,24 +88,20 @@ def _event(data: Any, path: str) -> WebhookEvent:
     )
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_batch(body: bytes) -> list[WebhookEvent]:
     """Parse a webhook body into its events, in order.
 
-    Raises :class:`~upvest_async.webhooks.WebhookPayloadError` when the body is not UTF-8 JSON,
-    not ``{"payload": [...]}`` (at most :data:`MAX_EVENTS` events), or an event lacks a valid
-    ``id`` / ``created_at`` / ``webhook_id`` / ``type`` / ``object``, or a known type's object
-    does not match its model (the error names the path, e.g. ``$.payload[0].object.quantity``).
+    Raises :class:`~upvest_async.webhooks.WebhookPayloadError` when the body is not UTF-8 JSON
+    (:func:`~upvest_async.json_body.parse_json_exact`) nested at most :data:`MAX_BODY_DEPTH`
+    levels, not ``{"payload": [...]}`` (at most :data:`MAX_EVENTS` events), or an event lacks
+    a valid ``id`` / ``created_at`` / ``webhook_id`` / ``type`` / ``object``, or a known
+    type's object does not match its model (the error names the path, e.g.
+    ``$.payload[0].object.quantity``).
     """
     try:
-        document = json.loads(
-            body.decode("utf-8"), parse_float=Decimal, parse_constant=_no_constant
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise WebhookPayloadError("not UTF-8 JSON") from None
+        document = parse_json_exact(body, max_depth=MAX_BODY_DEPTH)
+    except NotJSONError as exc:
+        raise WebhookPayloadError(f"not UTF-8 JSON ({exc.reason})") from None
     payload = document.get("payload") if isinstance(document, dict) else None
     if not isinstance(payload, list):
         raise WebhookPayloadError('a batch is an object with a "payload" list')
