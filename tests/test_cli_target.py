@@ -269,8 +269,8 @@ def test_a_failed_export_prints_the_summary_and_names_the_partial_file(tmp_path:
                  "--account", missing, "--account", A, "--account", B,
                  "--checkpoint", str(checkpoint), "--summary-json", str(tmp_path / "s.json"))
     assert result.returncode == 1
-    assert (f"{out} was not written; the 2 accounts exported are in {out}.partial (recorded "
-            f"in {checkpoint}): re-run the same command to retry the failed accounts"
+    assert (f"{out} was not written; {checkpoint} records the 2 accounts exported, in "
+            f"{out}.partial: re-run the same command to retry the failed accounts"
             ) in result.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["partial"] == f"{out}.partial" and summary["complete"] is False

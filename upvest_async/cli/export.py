@@ -207,12 +207,14 @@ def _left(summary: ExportSummary, out: Path | None, checkpoint: Path | None) -> 
     if summary.partial is None:
         return f"Nothing was written to {shown(out)}"
     done = summary.skipped + summary.accounts
+    if checkpoint is not None:
+        kept = (f"{shown(checkpoint)} records the {plural(done, 'account')} exported, in "
+                f"{shown(summary.partial)}" if done else "no account was exported")
+        return (f"{shown(out)} was not written; {kept}: re-run the same command to retry the "
+                "failed accounts")
     kept = (f"the {plural(done, 'account')} exported {'is' if done == 1 else 'are'} in "
             f"{shown(summary.partial)}" if done else
             f"no account was exported ({shown(summary.partial)} holds none)")
-    if checkpoint is not None:
-        return (f"{shown(out)} was not written; {kept} (recorded in {shown(checkpoint)}): "
-                "re-run the same command to retry the failed accounts")
     return (f"{shown(out)} was not written; {kept}; without --checkpoint that file is for "
             "inspection only: a re-run exports everything again")
 
