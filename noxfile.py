@@ -166,7 +166,8 @@ def build(session: nox.Session) -> None:
 def wheel(session: nox.Session) -> None:
     """Install the built wheel (not the source tree) into this fresh venv and run it from
     outside the checkout: ``--version``, the import location and the compiled builder, and the
-    main job against the embedded sandbox (small tenant). Needs ``nox -s build`` first."""
+    main job against the embedded sandbox (``--embedded-sandbox``, small tenant). Needs
+    ``nox -s build`` first."""
     wheels = glob.glob(str(DIST / "*.whl"))
     if len(wheels) != 1:
         session.error("no wheel in dist/: run `nox -s build` first")
@@ -193,10 +194,12 @@ def wheel(session: nox.Session) -> None:
             if not isinstance(out, str) or expected not in out:
                 session.error(f"`upvest-async --version` printed {out!r}, expected {expected}")
             session.log(out.strip())
+            # Empty counts as unset: --embedded-sandbox refuses a configured UPVEST_API_*.
             env = {k: "" for k in os.environ if k.startswith("UPVEST_API_")}
             session.run(
                 "upvest-async",
                 "export-positions",
+                "--embedded-sandbox",
                 "--out",
                 "positions.jsonl",
                 "--sandbox-accounts",
