@@ -7,14 +7,23 @@ is subscribed to the listener (``--demo`` places orders in it so that events flo
 verified event's type and id as it arrives, and appends it to ``--out`` as one JSON line (the
 event as received). Events already in ``--out`` are not written again after a restart; a last
 line cut short by a crash is removed first (it was never acknowledged, so Upvest redelivers it).
+
+Usage errors (exit 2, one line, before anything is sent or written): an ``--out`` that cannot
+be written (:func:`~.preflight.check_paths`) or holds a line that is no JSON event, and a port
+that cannot be bound (in use: ``--port 0`` picks a free one). The port is bound before the
+keys are fetched; the default, :data:`DEFAULT_PORT`, is not the 8000 of ``mkdocs serve`` and
+other development servers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import logging
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,35 +36,74 @@ from ..client import UpvestClient
 from ..errors import UpvestError
 from ..models.webhooks import WebhookEvent
 from ..webhooks import DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH, MemoryEventStore
-from ..webhooks.app import WebhookReceiver
+from ..webhooks.app import MalformedRequestFilter, WebhookReceiver
 from ..webhooks.events import dumps_json
 from .common import EMBEDDED_SANDBOX, EXIT_USAGE, embedded_sandbox_option, resolve_target, stderr
+from .preflight import PreflightError, check_paths, shown
 
 if TYPE_CHECKING:  # imported when listen runs embedded: other commands start faster
     from ..sandbox import Sandbox
 
-__all__ = ["webhooks_group"]
+__all__ = ["DEFAULT_PORT", "webhooks_group"]
+
+#: The default ``--port``: not 8000 (``mkdocs serve``, Django, ``python -m http.server``),
+#: 8080, 8888 (Jupyter) nor 8787 (``wrangler dev``, RStudio Server).
+DEFAULT_PORT = 8749
 
 
-def _recover(out: Path, store: MemoryEventStore) -> list[str]:
-    """Ids of the events already in ``out``; a partial last line is cut off first."""
-    if not out.exists():
-        return []
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with out.open("r+b") as stream:
-            stream.truncate(keep)
-        data = data[:keep]
+def _recover(out: Path) -> list[str]:
+    """Ids of the events already in ``out`` (none when it does not exist); a partial last line
+    (a crash while writing it) is then cut off. Raises :class:`~.preflight.PreflightError`
+    (``--out``), leaving the file as it was, when it cannot be read or a complete line is not
+    a JSON event."""
+    try:
+        data = out.read_bytes() if out.exists() else b""
+    except OSError as exc:
+        raise PreflightError("--out", f"cannot read {shown(out)}: {exc.strerror}") from None
+    complete = data.rfind(b"\n") + 1
     ids = []
-    for line in data.splitlines():
+    for number, line in enumerate(data[:complete].splitlines(), start=1):
         try:
-            event_id = json.loads(line).get("id")
-        except (ValueError, AttributeError):
-            raise click.ClickException(f"{out} holds a line that is not a JSON event") from None
-        if isinstance(event_id, str):
-            ids.append(event_id)
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            event = None
+        if not isinstance(event, dict):
+            raise PreflightError("--out", f"{shown(out)}:{number} is not a JSON event (not a "
+                                          "file of webhooks listen?)")
+        if isinstance(event.get("id"), str):
+            ids.append(event["id"])
+    if complete < len(data):
+        try:
+            with out.open("r+b") as stream:
+                stream.truncate(complete)
+        except OSError as exc:
+            raise PreflightError("--out", f"cannot cut the partial last line of {shown(out)}: "
+                                          f"{exc.strerror}") from None
     return ids
+
+
+def _bind(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:``port`` (0: a free one), for the receiver to listen on.
+    Raises :class:`~.preflight.PreflightError` (``--port``) when it cannot be bound."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's TCPSite
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PreflightError("--port", f"127.0.0.1:{port} is in use (--port 0 picks a "
+                                           "free port)") from None
+        raise PreflightError("--port", f"cannot listen on 127.0.0.1:{port}: "
+                                       f"{exc.strerror or exc}") from None
+    return sock
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` (chosen by the sender) as printable ASCII, at most ``limit`` characters:
+    anything else escaped, so that printing it can neither fail nor drive the terminal."""
+    escaped = text[:limit].encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
 
 
 #: The embedded sandbox of ``listen --embedded-sandbox``: a small tenant whose orders fill
@@ -93,31 +141,41 @@ async def _demo(client: UpvestClient, sandbox: Sandbox) -> None:
     stderr.print(f"Demo: triggered rebalancing execution {execution.id} for account {second}")
 
 
-async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
-                  demo: bool, embedded: bool = False) -> None:
+async def _listen(sock: socket.socket, path: str, out: Path | None, known: list[str],
+                  max_body_bytes: int, demo: bool, embedded: bool = False) -> None:
+    """Receive on ``sock`` (bound) at ``path``; ``known``: ids of the events already in
+    ``out``."""
     store = MemoryEventStore()
-    if out is not None:
-        for event_id in _recover(out, store):
-            await store.add(event_id)
-    stream: IO[str] | None = None
+    for event_id in known:
+        await store.add(event_id)
+    stream: IO[bytes] | None = None
 
     async def on_event(event: WebhookEvent) -> None:
         if stream is not None:
-            stream.write(dumps_json(event.raw) + "\n")
+            # A lone surrogate (a "\ud800" escape received) cannot be UTF-8: written as the
+            # same JSON escape, the line stays UTF-8 and reads back as received.
+            stream.write((dumps_json(event.raw) + "\n").encode("utf-8", "backslashreplace"))
             stream.flush()
             os.fsync(stream.fileno())
-        click.echo(f"{event.created_at.isoformat()}  --> {event.type.value} [{event.id}]")
+        click.echo(f"{event.created_at.isoformat()}  --> {_printable(event.type.value)} "
+                   f"[{event.id}]")
         sys.stdout.flush()
 
     runner: web.AppRunner | None = None
+    malformed = MalformedRequestFilter()
+    logging.getLogger("aiohttp.server").addFilter(malformed)
     try:
-        if out is not None:
-            stream = out.open("a", encoding="utf-8", newline="")
         async with _client(embedded) as (client, sandbox):
             try:
                 keys = await client.webhooks.verify_keys()
             except UpvestError as exc:
                 raise click.ClickException(f"cannot fetch the verification keys: {exc}") from None
+            if out is not None:
+                try:
+                    stream = out.open("ab")
+                except OSError as exc:
+                    raise click.ClickException(
+                        f"cannot open {shown(out)}: {exc.strerror}") from None
             receiver = WebhookReceiver(
                 on_event, client.webhooks.verifier, store=store, max_body_bytes=max_body_bytes
             )
@@ -125,12 +183,8 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
             app.router.add_post(path, receiver.handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            try:
-                await web.TCPSite(runner, "127.0.0.1", port).start()
-            except OSError as exc:
-                raise click.ClickException(
-                    f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
-            url = f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+            await web.SockSite(runner, sock).start()
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
             stderr.print(f"Ready: listening on {url} "
                          f"({len(keys)} key(s): {', '.join(keys.key_ids)}); Ctrl-C stops")
             if sandbox is not None:
@@ -146,6 +200,7 @@ async def _listen(port: int, path: str, out: Path | None, max_body_bytes: int,
             await runner.cleanup()
         if stream is not None:
             stream.close()
+        logging.getLogger("aiohttp.server").removeFilter(malformed)
 
 
 @click.group("webhooks")
@@ -154,7 +209,7 @@ def webhooks_group() -> None:
 
 
 @webhooks_group.command("listen")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--path", default=DEFAULT_WEBHOOK_PATH, show_default=True,
               help="The URL path webhooks are posted to.")
@@ -174,7 +229,8 @@ def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int,
     Answers 200 once every event of a request is recorded, so a failure makes Upvest retry.
     Uses the keys of the API the UPVEST_API_* variables configure (exit 2 when incomplete);
     with --embedded-sandbox an embedded sandbox delivers its events here (--demo makes some).
-    Ctrl-C stops it with exit status 0.
+    Ctrl-C stops it with exit status 0. An --out that cannot be written or is no file of
+    events, and a port in use, are usage errors (exit 2, nothing sent or written).
     """
     if not path.startswith("/") or "?" in path or "#" in path:
         stderr.print("--path must start with / and hold no query or fragment")
@@ -184,5 +240,12 @@ def listen_command(port: int, path: str, out: Path | None, max_body_bytes: int,
                      f"({EMBEDDED_SANDBOX})")
         sys.exit(EXIT_USAGE)
     resolve_target(embedded_sandbox)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_listen(port, path, out, max_body_bytes, demo, embedded_sandbox))
+    if out is not None:
+        check_paths([("--out", out)])
+    sock = _bind(port)
+    try:
+        known = _recover(out) if out is not None else []
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_listen(sock, path, out, known, max_body_bytes, demo, embedded_sandbox))
+    finally:
+        sock.close()
