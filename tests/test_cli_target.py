@@ -338,7 +338,8 @@ def test_ctrl_c_during_start_up_exits_130_without_traceback_or_false_hint(
         assert out.exists()
         return
     last = err.strip().splitlines()[-1]
-    assert last.startswith("Interrupted"), err
+    # "upvest-async: interrupted" when Ctrl-C came while the command's module was imported.
+    assert last.startswith(("Interrupted", "upvest-async: interrupted")), err
     if "re-run the same command to export the rest" in last:
         assert checkpoint.exists() and '"account_id"' in checkpoint.read_text()
         assert Path(f"{out}.partial").exists()
