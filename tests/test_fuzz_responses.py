@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upvest_async import PaginationError, Position, UpvestClient, UpvestError
+from upvest_async import PaginationError, Position, RetryPolicy, UpvestClient, UpvestError
 from upvest_async.errors import ResponseValidationError
 from upvest_async.json_body import parse_json
 from upvest_async.pagination import MAX_UNSETTLED
@@ -112,7 +112,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @contextlib.asynccontextmanager
 async def _serving_client(token: Handler, positions: Handler) -> AsyncIterator[UpvestClient]:
-    """A client (1 retry, 5 s timeout, 4096-byte bodies) of a loopback server answering
+    """A client (1 retry, 1 re-send after a 429, 5 s timeout, 4096-byte bodies) of a loopback
+    server answering
     ``POST /auth/token`` with ``token`` and the positions list with ``positions``."""
     app = web.Application()
     app.router.add_post("/auth/token", token)
@@ -123,7 +124,7 @@ async def _serving_client(token: Handler, positions: Handler) -> AsyncIterator[U
         async with UpvestClient(
             client_id=ACCOUNT, client_secret="s", key_id="k", private_key=pem(p521_key()),
             base_url=str(server.make_url("/")).rstrip("/"), max_retries=1, timeout=5,
-            max_response_bytes=4096,
+            max_response_bytes=4096, retry_policy=RetryPolicy(max_throttled_retries=1),
         ) as client:
             yield client
     finally:
@@ -257,6 +258,7 @@ async def _exercise_pages(script: list[dict[str, Any]], page_size: int) -> None:
         async with UpvestClient(
             client_id=ACCOUNT, client_secret="s", key_id="k", private_key=pem(p521_key()),
             base_url=str(server.make_url("/")).rstrip("/"), max_retries=0, timeout=5,
+            retry_policy=RetryPolicy(max_throttled_retries=0),
         ) as client:
             listed = client.positions.list(ACCOUNT, page_size=page_size, prefetch=3)
             try:

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from upvest_async.errors import parse_retry_after
 
 from .test_hostile_server import (
     ACCOUNT,
+    FAST,
     POSITION,
     TOKEN,
     Hostile,
@@ -128,7 +130,8 @@ async def test_retry_after_cannot_stall_or_crash_a_call(hostile: Hostile) -> Non
 
     hostile.api = limited
     started = time.monotonic()
-    async with hostile.client(max_retries=6) as client:  # retry_after_max: 0.05 s
+    policy = attrs.evolve(FAST, max_throttled_retries=6)  # retry_after_max: 0.05 s
+    async with hostile.client(retry_policy=policy) as client:
         with pytest.raises(RateLimitError) as caught:
             await retrieve(client)
     assert caught.value.attempts == 7 and len(hostile.api_requests) == 7
@@ -142,7 +145,8 @@ async def test_retry_after_cannot_stall_or_crash_a_call(hostile: Hostile) -> Non
 
 async def test_429_forever_ends_after_the_retries(hostile: Hostile) -> None:
     hostile.api = answer(b'{"title": "rate limited"}', status=429, **{"retry-after": "0"})
-    async with hostile.client(max_retries=3) as client:
+    policy = attrs.evolve(FAST, max_throttled_retries=3)
+    async with hostile.client(retry_policy=policy) as client:
         with pytest.raises(RateLimitError) as caught:
             await list_positions(client)
     assert caught.value.attempts == 4 and len(hostile.api_requests) == 4

@@ -20,6 +20,7 @@ from .errors import (
     IdempotencyKeyInProgressError,
     IdempotencyKeyReusedError,
     InternalServerError,
+    LocalRateLimitError,
     NotAcceptableError,
     NotFoundError,
     PaginationError,
@@ -54,6 +55,7 @@ from .models import (
     TriggeredRebalancing,
 )
 from .pagination import Paginator
+from .ratelimit import RateLimiter
 from .responses import APIResponse, RawResponse
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
@@ -115,6 +117,7 @@ __all__ = [
     "Instrument",
     "InstrumentIdType",
     "InternalServerError",
+    "LocalRateLimitError",
     "MemoryEventStore",
     "Meta",
     "NotAcceptableError",
@@ -134,6 +137,7 @@ __all__ = [
     "Position",
     "Problem",
     "RateLimitError",
+    "RateLimiter",
     "RawResponse",
     "RebalancingExecution",
     "RebalancingExecutionOrder",

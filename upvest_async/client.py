@@ -19,6 +19,7 @@ from .ids import user_uuid_text
 from .keys import PrivateKeyInput, load_signing_key
 from .middlewares import SigningMiddleware, TokenMiddleware
 from .pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator
+from .ratelimit import RateLimiter, shared_rate_limiter
 from .resources import Portfolios, Positions
 from .responses import APIResponse, RawResponse, capture_responses, stop_capture
 from .retries import RetryBudget, RetryPolicy
@@ -73,7 +74,12 @@ class UpvestClient:
     (simultaneous connections, 100),
     ``retry_policy`` (a :class:`~upvest_async.RetryPolicy`: backoff bounds, ``Retry-After`` cap,
     deadline; ``max_retries`` overrides its own), ``retry_budget`` (a
-    :class:`~upvest_async.RetryBudget` shared by all calls of the client; default capacity 500).
+    :class:`~upvest_async.RetryBudget` shared by all calls of the client; default capacity 500),
+    ``rate_limiter`` (a :class:`~upvest_async.RateLimiter` pacing every request, the access
+    token requests included; default: an adaptive one shared by every client of this
+    ``client_id`` and ``base_url`` in the process, which learns the allowed rate from 429s;
+    ``RateLimiter(max_requests_per_second=...)`` for a limit Upvest told you,
+    ``RateLimiter(adaptive=False)`` for none).
 
     Raises :class:`~upvest_async.ConfigurationError` (or its subclass
     :class:`~upvest_async.SigningKeyError`) at construction for unusable settings; nothing is
@@ -100,6 +106,7 @@ class UpvestClient:
         max_response_bytes: int = 32 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         try:
             self.client_id = user_uuid_text(client_id)  # (upvest_async.ids)
@@ -146,6 +153,11 @@ class UpvestClient:
         self.retry_policy = attrs.evolve(retry_policy or RetryPolicy(), max_retries=max_retries)
         #: The client-wide retry budget (token bucket) that stops retry storms.
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        if rate_limiter is not None and not isinstance(rate_limiter, RateLimiter):
+            raise ConfigurationError("rate_limiter must be a RateLimiter")
+        #: The rate limiter pacing the client's requests (see :mod:`upvest_async.ratelimit`).
+        self.rate_limiter = (rate_limiter if rate_limiter is not None
+                             else shared_rate_limiter((self.client_id, str(url))))
         #: Default per-call options (set by :meth:`with_options`).
         self._defaults: RequestOptions = {}
         self._root: UpvestClient | None = None
@@ -193,10 +205,12 @@ class UpvestClient:
 
     def with_options(self, **options: Unpack[RequestOptions]) -> UpvestClient:
         """A view of this client whose calls use ``options`` by default (``timeout``,
-        ``max_retries``, ``deadline``, ``backoff_max``, ``extra_headers``; see
+        ``max_retries``, ``max_throttled_retries``, ``deadline``, ``backoff_max``,
+        ``extra_headers``; see
         :class:`~upvest_async.transport.RequestOptions`).
 
-        The view shares the session, access tokens, retry budget and counters, and its
+        The view shares the session, access tokens, retry budget, rate limiter and counters,
+        and its
         ``webhooks`` shares the JWKS cache, verifier and replay cache of the original (one
         set of keys and nonces per client, so a request replayed through a view is refused
         too); closing it does nothing, closing the original closes both.
@@ -208,6 +222,14 @@ class UpvestClient:
         view.portfolios = Portfolios(view)
         view._webhooks = None  # (made on first use, from the original's: see webhooks)
         return view
+
+    def _bulk_options(self) -> RequestOptions:
+        """The per-call options of the bulk methods (exports, batch triggers): a 429 is re-sent
+        as long as the call's deadline allows, so that an account never fails for throttling
+        alone, unless ``max_throttled_retries`` was set with :meth:`with_options`."""
+        if "max_throttled_retries" in self._defaults:
+            return {}
+        return {"max_throttled_retries": None}
 
     @property
     def webhooks(self) -> Webhooks:
@@ -276,11 +298,12 @@ class UpvestClient:
             trace_configs=self._trace_configs or None,
         )
         self._tokens.bind(session, self.base_url, signing, limits=self._limits,
-                          policy=self.retry_policy, budget=self.retry_budget)
+                          policy=self.retry_policy, budget=self.retry_budget,
+                          limiter=self.rate_limiter)
         self._session = session
         self._transport = Transport(
             session, self.base_url, policy=self.retry_policy, budget=self.retry_budget,
-            limits=self._limits, stats=self.stats,
+            limits=self._limits, stats=self.stats, limiter=self.rate_limiter,
         )
         return self._transport
 

@@ -38,6 +38,7 @@ __all__ = [
     "IdempotencyKeyInProgressError",
     "IdempotencyKeyReusedError",
     "InternalServerError",
+    "LocalRateLimitError",
     "NotAcceptableError",
     "NotFoundError",
     "PaginationError",
@@ -106,14 +107,22 @@ class APITimeoutError(APIConnectionError):
     connection), ``"read"`` (``read_timeout``: the server sent nothing for that long),
     ``"total"`` (``timeout``: one attempt, from sending to the last body byte) or
     ``"deadline"`` (the call's ``deadline``, all attempts and waits included); ``seconds``:
-    that limit's value in seconds. ``None`` for both when unknown.
+    that limit's value in seconds. ``None`` for both when unknown. ``throttled``: how many
+    attempts of the call the API answered 429 (a deadline reached while throttled says so
+    in its message: the rate limit, not the API's speed, used the time).
     """
 
     def __init__(
-        self, message: str, *, limit: TimeoutLimit | None = None, seconds: float | None = None
+        self,
+        message: str,
+        *,
+        limit: TimeoutLimit | None = None,
+        seconds: float | None = None,
+        throttled: int = 0,
     ) -> None:
         self.limit = limit
         self.seconds = seconds
+        self.throttled = throttled
         super().__init__(message)
 
 
@@ -242,6 +251,27 @@ class RateLimitError(APIStatusError):
         """The ``Retry-After`` header in seconds from now (delay-seconds or an HTTP-date, RFC
         9110 section 10.2.3), or ``None`` when it is absent or unreadable."""
         return parse_retry_after(self.headers.get("retry-after"))
+
+
+class LocalRateLimitError(RateLimitError):
+    """Raised before sending by a non-blocking :class:`~upvest_async.RateLimiter`
+    (``block=False``): the request would have had to wait for its turn. Nothing was sent
+    (``attempts`` counts the attempts that were); ``retry_after`` is the expected wait in
+    seconds. A subclass of :class:`RateLimitError`, so one ``except RateLimitError`` handles
+    a throttled answer and a refused wait alike."""
+
+    def __init__(self, *, method: str, path: str, wait: float, attempts: int = 0) -> None:
+        self._wait = max(0.0, wait)
+        super().__init__(
+            status=429, method=method, path=path, body=b"", headers={}, attempts=attempts,
+            problem={"detail": f"not sent: the client's rate limiter expects a wait of "
+                               f"{self._wait:.3f} s (non-blocking mode)"},
+        )
+
+    @property
+    def retry_after(self) -> float | None:
+        """The expected wait in seconds before a request would be sent."""
+        return self._wait
 
 
 class InternalServerError(APIStatusError):

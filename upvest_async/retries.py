@@ -5,33 +5,47 @@ decisions. What is retried: 429, 500, 502, 503, 504, a 409 whose problem type sa
 idempotency key is still being processed, connection faults (refused, reset, server
 disconnected) and timeouts. Never other 4xx. Every retry reuses the call's body and
 ``idempotency-key``, so a retried write cannot create a second resource.
+
+A 429 is *throttling*, not a failure: its re-sends have their own bound
+(``max_throttled_retries``), apart from ``max_retries``, take nothing from the retry budget,
+and back off exponentially on the number of 429s so far, as Upvest asks
+(https://docs.upvest.co/documentation/concepts/api_concepts/throttling); the pace
+itself is the rate limiter's (:mod:`upvest_async.ratelimit`).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from typing import Any
 
 import attrs
-from tenacity import RetryCallState, wait_random_exponential
-from tenacity.stop import stop_base
 
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     IdempotencyKeyInProgressError,
+    LocalRateLimitError,
+    RateLimitError,
     parse_retry_after,
 )
 
-__all__ = ["RETRYABLE_STATUSES", "RetryBudget", "RetryPolicy", "is_retryable"]
+__all__ = ["RETRYABLE_STATUSES", "RetryBudget", "RetryPolicy", "is_retryable", "is_throttle"]
 
 #: Statuses retried: rate limited and transient server errors.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+def is_throttle(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the API's 429 answer (not a refusal of the client's own limiter)."""
+    return isinstance(exc, RateLimitError) and not isinstance(exc, LocalRateLimitError)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether a failed attempt may be retried (see the module docs)."""
+    if isinstance(exc, LocalRateLimitError):
+        return False  # nothing was sent: the caller chose not to wait
     if isinstance(exc, IdempotencyKeyInProgressError):
         return True
     if isinstance(exc, APIStatusError):
@@ -43,8 +57,12 @@ def is_retryable(exc: BaseException) -> bool:
 class RetryPolicy:
     """How one call retries. Defaults and why:
 
-    - ``max_retries=2``: retries after the first attempt (3 attempts), as in openai-python and
-      stripe-python; enough to ride out a blip without tripling a real outage's load.
+    - ``max_retries=2``: retries after failed attempts (5xx, connection faults, timeouts,
+      409 in progress), as in openai-python and stripe-python; enough to ride out a blip
+      without tripling a real outage's load. 429s do not count here.
+    - ``max_throttled_retries=10``: re-sends after 429 answers. ``None``: no bound but the
+      deadline (the bulk jobs use this: they wait as long as their deadline allows and never
+      fail an account for throttling alone).
     - ``backoff_base=0.25`` / ``backoff_max=8.0`` (seconds): exponential backoff with full
       jitter, a random wait in ``[0, min(backoff_max, backoff_base * 2**attempt)]`` (AWS
       "full jitter"), so thousands of concurrent callers do not retry in lockstep.
@@ -53,10 +71,14 @@ class RetryPolicy:
     - ``in_progress_wait=1.0`` (seconds): pause before re-asking about an idempotency key that
       is still being processed (409) when the answer gives no ``Retry-After``.
     - ``deadline=None`` (seconds): an overall limit for the call including every attempt and
-      wait; no retry starts if its wait would end past it. ``None``: bounded by the attempts.
+      wait (the rate limiter's included); no retry starts if its wait would end past it.
+      ``None``: bounded by the attempts.
     """
 
     max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    max_throttled_retries: int | None = attrs.field(
+        default=10, validator=attrs.validators.optional(attrs.validators.ge(0))  # type: ignore[arg-type]
+    )
     backoff_base: float = attrs.field(default=0.25, validator=attrs.validators.ge(0))
     backoff_max: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
     retry_after_max: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
@@ -65,18 +87,19 @@ class RetryPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
     )
 
-    def wait(self, state: RetryCallState) -> float:
-        """Seconds to wait before the next attempt (a tenacity ``wait`` callable)."""
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = float(
-            wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(state)
-        )
+    def delay(self, exc: BaseException | None, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first) of its kind: the
+        count of 429s so far for a throttled attempt, of other failures otherwise. A
+        ``Retry-After`` is honoured up to ``retry_after_max``; else full jitter."""
         if isinstance(exc, APIStatusError):
             after = parse_retry_after(exc.headers.get("retry-after"))
             if after is not None:
                 return min(after, self.retry_after_max)
-            if isinstance(exc, IdempotencyKeyInProgressError):
-                return max(self.in_progress_wait, backoff)
+        backoff = random.uniform(
+            0.0, min(self.backoff_max, self.backoff_base * 2 ** min(retry - 1, 60))
+        )
+        if isinstance(exc, IdempotencyKeyInProgressError):
+            return max(self.in_progress_wait, backoff)
         return backoff
 
 
@@ -135,28 +158,6 @@ class RetryBudget:
         refill = spent if spent else self.success_reward
         with self._lock:
             self._level = min(self.capacity, self._level + refill)
-
-
-class BudgetStop(stop_base):
-    """A tenacity ``stop`` condition: stop when the budget cannot pay for the next retry.
-
-    Chain it last (``stop_a | stop_b | BudgetStop(...)``) so that tokens are taken only for
-    retries that will happen. ``spent`` accumulates what this call took.
-    """
-
-    def __init__(self, budget: RetryBudget) -> None:
-        self._budget = budget
-        self.spent = 0
-        self.exhausted = False
-
-    def __call__(self, state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        cost = self._budget.acquire(exc)
-        if cost is None:
-            self.exhausted = True
-            return True
-        self.spent += cost
-        return False
 
 
 def describe(exc: Any) -> str:

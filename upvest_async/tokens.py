@@ -5,11 +5,13 @@ section 2.1 (the ``b64token`` syntax of a bearer token), and Upvest's ``POST /au
 which is signed like any other request but carries no ``authorization`` header.
 
 **Single flight.** All callers that need a token for the same scopes while none is cached wait
-for one shared token request, and share its outcome: the token, or its error. That request is
-retried under the client's retry policy (``max_retries``, backoff, ``Retry-After`` cap, retry
-budget) inside the shared request, so N concurrent callers cause ``max_retries + 1`` token
-requests at most, not N times as many; the calls that waited do not retry it again (the error
-has ``token_request=True`` and ``attempts`` = the token requests made).
+for one shared token request, and share its outcome: the token, or its error. That request goes
+through the package's one retry loop (:func:`~upvest_async.transport.call_with_retries`: the
+client's retry policy, deadline, retry budget and rate limiter) inside the shared request, so
+N concurrent callers cause ``max_retries + 1`` token requests at most (429s aside: they are
+re-sent under ``max_throttled_retries``), not N times as many; the calls that waited do not
+retry it again (the error has ``token_request=True`` and ``attempts`` = the token requests
+made).
 
 **Bounds.** The token answer is read up to ``max_response_bytes``, within the client's
 connect/read/total timeouts, without following redirects, and must be a JSON object with an
@@ -31,18 +33,18 @@ from urllib.parse import urlencode
 
 import aiohttp
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.stop import stop_base
 from yarl import URL
 
 from .errors import APIConnectionError, APIStatusError, ResponseValidationError, status_error
 from .json_body import parse_json
+from .ratelimit import RateLimiter
 from .redaction import Secrets
-from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
+from .retries import RetryBudget, RetryPolicy, is_retryable
 from .scopes import TOKEN_PATH, satisfies
 from .stats import ClientStats
 from .transport import (
     Limits,
+    call_with_retries,
     client_timeout,
     connection_error,
     read_limited,
@@ -117,6 +119,7 @@ class TokenManager:
         self._limits = Limits()
         self._policy = RetryPolicy()
         self._budget: RetryBudget | None = None
+        self._limiter: RateLimiter | None = None
 
     def __repr__(self) -> str:
         return f"TokenManager(client_id={self._client_id!r}, cached={len(self._tokens)})"
@@ -130,16 +133,19 @@ class TokenManager:
         limits: Limits | None = None,
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         """Use ``session`` for token requests, signed by ``signing_middleware`` only, within
-        ``limits`` (timeouts, ``max_response_bytes``) and retried under ``policy`` and
-        ``budget`` (defaults: those of :class:`Limits` and :class:`RetryPolicy`, no budget)."""
+        ``limits`` (timeouts, ``max_response_bytes``), retried under ``policy`` and ``budget``
+        and paced by ``limiter`` (defaults: those of :class:`Limits` and
+        :class:`RetryPolicy`, no budget, not paced)."""
         self._session = session
         self._token_url = base_url.with_path(TOKEN_PATH)
         self._middlewares = (signing_middleware,)
         self._limits = limits or Limits()
         self._policy = policy or RetryPolicy()
         self._budget = budget
+        self._limiter = limiter
 
     def _cached(self, wanted: frozenset[str], needed: str | None) -> AccessToken | None:
         now = self._clock()
@@ -202,33 +208,22 @@ class TokenManager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch_retrying(self, scopes: frozenset[str]) -> AccessToken:
-        policy = self._policy
-        attempts = 0
-        budget_stop = BudgetStop(self._budget) if self._budget is not None else None
+        async def send(seconds: float, deadline: float | None, attempt: int) -> AccessToken:
+            return await self._fetch(scopes, seconds, deadline)
 
-        async def attempt() -> AccessToken:
-            nonlocal attempts
-            attempts += 1
-            return await self._fetch(scopes)
-
-        stop: stop_base = stop_after_attempt(policy.max_retries + 1)
-        if budget_stop is not None:
-            stop = stop | budget_stop
-        retrying = AsyncRetrying(
-            stop=stop, wait=policy.wait, retry=retry_if_exception(is_retryable),
-            before_sleep=_log_retry, reraise=True,
-        )
         try:
-            token: AccessToken = await retrying(attempt)
+            return await call_with_retries(
+                f"POST {TOKEN_PATH}", send, policy=self._policy, budget=self._budget,
+                limiter=self._limiter, stats=self._stats, timeout=self._limits.timeout,
+                retryable=is_retryable,
+            )
         except (APIConnectionError, APIStatusError) as exc:
-            exc.attempts = attempts
             exc.token_request = True
             raise
-        if budget_stop is not None and self._budget is not None:
-            self._budget.succeeded(budget_stop.spent)
-        return token
 
-    async def _fetch(self, scopes: frozenset[str]) -> AccessToken:
+    async def _fetch(
+        self, scopes: frozenset[str], seconds: float, deadline: float | None
+    ) -> AccessToken:
         if self._session is None or self._token_url is None:
             raise RuntimeError("TokenManager is not bound to a session")
         form = {
@@ -249,13 +244,13 @@ class TokenManager:
                 headers={"content-type": "application/x-www-form-urlencoded"},
                 middlewares=self._middlewares,
                 allow_redirects=False,
-                timeout=client_timeout(limits, limits.timeout),
+                timeout=client_timeout(limits, seconds),
             ) as response:
                 body = await read_limited(response, limits.max_response_bytes, what)
                 status = response.status
                 headers = {name.lower(): value for name, value in response.headers.items()}
         except TimeoutError as exc:
-            raise timeout_error(exc, what, limits, limits.timeout) from None
+            raise timeout_error(exc, what, limits, seconds, deadline=deadline) from None
         except aiohttp.ClientError as exc:
             raise connection_error(exc, what) from visible_cause(exc)
         if status != 200:
@@ -312,13 +307,3 @@ class TokenManager:
             renew_at=started + lifetime - margin,
             expires_at=started + lifetime,
         )
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    delay = state.next_action.sleep if state.next_action else 0.0
-    logger.warning(
-        "retrying POST %s after %s (attempt %d, next in %.2f s, request id %s)",
-        TOKEN_PATH, describe(exc), state.attempt_number, delay,
-        getattr(exc, "request_id", None),
-    )

@@ -14,36 +14,41 @@ Every body is read up to ``max_response_bytes`` and no further
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, TypedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.stop import stop_base, stop_before_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity.stop import stop_base
 from yarl import URL
 
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    LocalRateLimitError,
     ResponseTooLargeError,
     TimeoutLimit,
     ValidationError,
     status_error,
 )
+from .ratelimit import Permit, RateLimiter, RateLimitWait
 from .redaction import redact
 from .responses import RawResponse, record_response
-from .retries import BudgetStop, RetryBudget, RetryPolicy, describe, is_retryable
+from .retries import RetryBudget, RetryPolicy, describe, is_retryable, is_throttle
 from .stats import ClientStats
 
 __all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport",
-           "client_timeout", "connection_error", "read_limited", "timeout_error",
-           "visible_cause"]
+           "call_with_retries", "client_timeout", "connection_error", "read_limited",
+           "timeout_error", "visible_cause"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("upvest_async")
 
@@ -60,14 +65,16 @@ class RequestOptions(TypedDict, total=False):
     """Per-call options, accepted by every method as keyword arguments and by
     :meth:`~upvest_async.UpvestClient.with_options`.
 
-    ``timeout``: seconds for one attempt; ``max_retries``: retries after the first attempt;
-    ``deadline``: seconds for the whole call, retries and waits included; ``backoff_max``:
-    longest backoff wait in seconds; ``extra_headers``: additional request headers (they can
-    neither replace the SDK's own nor any ``upvest-*`` header).
+    ``timeout``: seconds for one attempt; ``max_retries``: retries after failed attempts;
+    ``max_throttled_retries``: re-sends after 429 answers (``None``: bounded by the deadline
+    only); ``deadline``: seconds for the whole call, retries and waits (the rate limiter's
+    included); ``backoff_max``: longest backoff wait in seconds; ``extra_headers``: additional
+    request headers (they can neither replace the SDK's own nor any ``upvest-*`` header).
     """
 
     timeout: float
     max_retries: int
+    max_throttled_retries: int | None
     deadline: float | None
     backoff_max: float
     extra_headers: Mapping[str, str]
@@ -86,13 +93,19 @@ def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
-def _log_retry(method: str, path: str, state: RetryCallState) -> None:
+def _log_retry(what: str, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     delay = state.next_action.sleep if state.next_action else 0.0
+    request_id = getattr(exc, "request_id", None)
+    if request_id:
+        answer = f"request id {request_id}"
+    elif isinstance(exc, APIStatusError):
+        answer = "no request id in the answer"
+    else:
+        answer = "no answer"
     logger.warning(
-        "retrying %s %s after %s (attempt %d, next in %.2f s, request id %s)",
-        method, path, describe(exc), state.attempt_number, delay,
-        getattr(exc, "request_id", None),
+        "retrying %s after %s (attempt %d, next in %.2f s, %s)",
+        what, describe(exc), state.attempt_number, delay, answer,
     )
 
 
@@ -163,7 +176,8 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
 
 class Transport:
     """Sends calls for a client: ``policy`` (retries), ``budget`` (client-wide retry budget),
-    ``limits`` (timeouts in seconds and the response size limit)."""
+    ``limiter`` (the rate limiter, ``None``: not paced), ``limits`` (timeouts in seconds and
+    the response size limit)."""
 
     def __init__(
         self,
@@ -174,12 +188,14 @@ class Transport:
         budget: RetryBudget,
         limits: Limits,
         stats: ClientStats,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._session = session
         self._base_url = base_url
         self._base_path = base_url.path.rstrip("/")
         self.policy = policy
         self.budget = budget
+        self.limiter = limiter
         self.limits = limits
         self._stats = stats
 
@@ -204,8 +220,9 @@ class Transport:
         when omitted), identical on every attempt. Raises an
         :class:`~upvest_async.errors.APIStatusError` subclass for a non-2xx answer after
         retries, :class:`~upvest_async.errors.APITimeoutError` or
-        :class:`~upvest_async.errors.APIConnectionError` when no answer came; each carries
-        ``attempts``.
+        :class:`~upvest_async.errors.APIConnectionError` when no answer came, or
+        :class:`~upvest_async.errors.LocalRateLimitError` when a non-blocking rate limiter
+        refused to wait; each carries ``attempts``.
         """
         options = options or {}
         method = method.upper()
@@ -220,7 +237,8 @@ class Transport:
         policy = self.policy
         changes: dict[str, Any] = {
             key: options[key]
-            for key in ("max_retries", "deadline", "backoff_max") if key in options
+            for key in ("max_retries", "max_throttled_retries", "deadline", "backoff_max")
+            if key in options
         }
         if changes:
             try:
@@ -228,57 +246,17 @@ class Transport:
             except (TypeError, ValueError) as exc:
                 raise ValidationError("options", str(exc)) from None
         timeout = options.get("timeout", self.limits.timeout)
-        if not isinstance(timeout, int | float) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValidationError("timeout", "must be a positive number of seconds")
-        started = time.monotonic()
-        attempts = 0
 
-        async def attempt() -> RawResponse:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1:
-                self._stats.retries += 1
-            seconds = float(timeout)
-            deadline: float | None = None
-            if policy.deadline is not None:
-                left = policy.deadline - (time.monotonic() - started)
-                if left < seconds:
-                    seconds, deadline = left, policy.deadline
-                if seconds <= 0:
-                    raise APITimeoutError(
-                        f"{method} {path}: deadline of {policy.deadline:g} s exceeded (no time "
-                        "left for another attempt)",
-                        limit="deadline", seconds=policy.deadline,
-                    )
-            try:
-                return await self._attempt(
-                    method, path, url, headers, body, seconds, attempts, deadline
-                )
-            except (APIConnectionError, APIStatusError) as exc:
-                # The token request's errors keep their own count: the token manager retried
-                # that request for every call waiting for the token.
-                if not exc.token_request:
-                    exc.attempts = attempts
-                raise
+        async def send(seconds: float, deadline: float | None, attempt: int) -> RawResponse:
+            return await self._attempt(method, path, url, headers, body, seconds, attempt,
+                                       deadline)
 
-        budget_stop = BudgetStop(self.budget)
-        stop: stop_base = stop_after_attempt(policy.max_retries + 1)
-        if policy.deadline is not None:
-            stop = stop | stop_before_delay(policy.deadline)
-        retrying = AsyncRetrying(
-            stop=stop | budget_stop,
-            wait=policy.wait,
-            retry=retry_if_exception(_retryable),
-            before_sleep=lambda state: _log_retry(method, path, state),
-            reraise=True,
+        response = await call_with_retries(
+            f"{method} {path}", send, policy=policy, budget=self.budget,
+            limiter=self.limiter, stats=self._stats, timeout=float(timeout),
         )
-        try:
-            response: RawResponse = await retrying(attempt)
-        except (APIStatusError, APIConnectionError):
-            if budget_stop.exhausted:
-                logger.warning("retry budget exhausted: %s %s fails fast", method, path)
-            raise
-        self.budget.succeeded(budget_stop.spent)
         record_response(response)
         return response
 
@@ -330,6 +308,153 @@ def _retryable(exc: BaseException) -> bool:
     return is_retryable(exc) and not getattr(exc, "token_request", False)
 
 
+@attrs.define
+class _Call:
+    """What one call has been through so far: its attempts, 429 answers and other failures,
+    and the retry budget it spent."""
+
+    started: float
+    attempts: int = 0
+    throttled: int = 0
+    failures: int = 0
+    spent: int = 0
+    budget_exhausted: bool = False
+    out_of_time: bool = False
+
+
+async def call_with_retries(
+    what: str,
+    send: Callable[[float, float | None, int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    budget: RetryBudget | None,
+    limiter: RateLimiter | None,
+    stats: ClientStats,
+    timeout: float,
+    retryable: Callable[[BaseException], bool] = _retryable,
+) -> T:
+    """Run one call (``what``, e.g. ``"GET /accounts/.../positions"``): the one retry loop of
+    the package, for API calls and access token requests alike.
+
+    Before every attempt it takes a turn from ``limiter`` (waiting, unless the wait would end
+    past the deadline or the limiter does not block), then awaits ``send(seconds, deadline,
+    attempt)``: ``seconds`` for this attempt (``timeout``, or less when the call's deadline
+    is nearer; ``deadline`` is then the call's deadline, for the error's message) and the
+    attempt number from 1. A 429 without ``Retry-After`` (Upvest's, see
+    :mod:`upvest_async.ratelimit`) makes the limiter cut its rate; one with a ``Retry-After``
+    is the server's own instruction, followed by this call's wait, and teaches the limiter
+    nothing. Failures that :func:`~upvest_async.retries.is_retryable` accepts
+    are retried under ``policy``: 429 answers up to ``max_throttled_retries`` times, free of
+    the retry ``budget``; other failures up to ``max_retries`` times, each paid from the
+    budget; never past ``deadline``.
+
+    Raises the last attempt's error with ``attempts`` set;
+    :class:`~upvest_async.errors.APITimeoutError` (``limit="deadline"``, ``throttled`` = the
+    429s) when the deadline ends a throttled call or leaves no time for another attempt;
+    :class:`~upvest_async.errors.LocalRateLimitError` from a non-blocking limiter.
+    """
+    clock = time.monotonic
+    call = _Call(started=clock())
+    deadline_at = None if policy.deadline is None else call.started + policy.deadline
+    method, _, path = what.partition(" ")
+
+    def out_of_time() -> APITimeoutError:
+        assert policy.deadline is not None
+        throttled = (f" while throttled ({call.throttled} answer"
+                     f"{'' if call.throttled == 1 else 's'} 429)" if call.throttled else "")
+        return APITimeoutError(
+            f"{what}: deadline of {policy.deadline:g} s exceeded{throttled} (no time left for "
+            "another attempt)",
+            limit="deadline", seconds=policy.deadline, throttled=call.throttled,
+        )
+
+    async def attempt() -> T:
+        call.attempts += 1
+        if call.attempts > 1:
+            stats.retries += 1
+        permit: Permit | None = None
+        if limiter is not None:
+            waited_from = clock()
+            try:
+                permit = await limiter.acquire(deadline_at=deadline_at)
+            except RateLimitWait as refused:
+                if refused.reason == "deadline":
+                    raise out_of_time() from None
+                raise LocalRateLimitError(method=method, path=path, wait=refused.seconds,
+                                          attempts=call.attempts - 1) from None
+            stats.rate_limit_wait += clock() - waited_from
+        seconds, deadline = timeout, None
+        if deadline_at is not None:
+            left = deadline_at - clock()
+            if left < seconds:
+                seconds, deadline = left, policy.deadline
+            if seconds <= 0:
+                raise out_of_time()
+        try:
+            result = await send(seconds, deadline, call.attempts)
+        except APIStatusError as exc:
+            if is_throttle(exc):
+                call.throttled += 1
+                stats.throttled += 1
+                # With a Retry-After the server said when: this call waits as told.
+                if (limiter is not None and permit is not None
+                        and exc.headers.get("retry-after") is None):
+                    limiter.throttled(permit)
+                    stats.learned_rate = limiter.rate
+            raise
+        if limiter is not None and permit is not None:
+            limiter.succeeded(permit)
+            stats.learned_rate = limiter.rate
+        return result
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if is_throttle(exc):
+            return policy.delay(exc, call.throttled)
+        return policy.delay(exc, call.failures + 1)
+
+    class Stop(stop_base):
+        def __call__(self, state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if deadline_at is not None and clock() + state.upcoming_sleep >= deadline_at:
+                call.out_of_time = True
+                return True
+            if is_throttle(exc):
+                bound = policy.max_throttled_retries
+                return bound is not None and call.throttled > bound
+            call.failures += 1
+            if call.failures > policy.max_retries:
+                return True
+            if budget is not None:
+                cost = budget.acquire(exc)
+                if cost is None:
+                    call.budget_exhausted = True
+                    return True
+                call.spent += cost
+            return False
+
+    retrying = AsyncRetrying(
+        stop=Stop(),
+        wait=wait,
+        retry=retry_if_exception(retryable),
+        before_sleep=lambda state: _log_retry(what, state),
+        reraise=True,
+    )
+    try:
+        result: T = await retrying(attempt)
+    except (APIStatusError, APIConnectionError) as exc:
+        if not exc.token_request and not isinstance(exc, LocalRateLimitError):
+            exc.attempts = call.attempts  # (a refused wait counted the attempts sent)
+        if call.out_of_time and is_throttle(exc):
+            raise out_of_time() from None
+        if call.budget_exhausted:
+            logger.warning("retry budget exhausted: %s fails fast", what)
+        raise
+    if budget is not None:
+        budget.succeeded(call.spent)
+    return result
+
+
 def visible_cause(exc: aiohttp.ClientError) -> aiohttp.ClientError | None:
     """The aiohttp error to chain as ``__cause__``: none for an invalid answer, whose message
     quotes the server's bytes (which may echo a secret)."""
@@ -338,9 +463,34 @@ def visible_cause(exc: aiohttp.ClientError) -> aiohttp.ClientError | None:
 
 def connection_error(exc: aiohttp.ClientError, what: str) -> APIConnectionError:
     """The :class:`~upvest_async.errors.APIConnectionError` for an aiohttp failure of
-    ``what``: the exception's class name, and why for an answer that is not valid HTTP."""
-    reason = type(exc).__name__
-    if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 400 and exc.message:
+    ``what``, saying what happened in words (connection refused by ``host:port``, name not
+    resolved, connection reset, closed without an answer, not valid HTTP) and the aiohttp
+    class name in brackets."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        code = getattr(exc.os_error, "errno", None)
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            reason = f"the name {exc.host} was not resolved"
+        elif isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+            reason = f"the TLS handshake with {where} failed"
+        elif code == errno.ECONNREFUSED:
+            reason = f"connection refused by {where} (nothing listens there)"
+        elif code in (errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH):
+            reason = f"{where} cannot be reached ({errno.errorcode.get(code, code)})"
+        else:
+            reason = f"cannot connect to {where}"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        reason = "the server closed the connection without an answer"
+    elif isinstance(exc, aiohttp.ClientResponseError) and exc.status == 400 and exc.message:
         # aiohttp's parser: "Got more than 8190 bytes when reading Header value is too long."
-        reason += f": invalid HTTP answer ({' '.join(str(exc.message).split())[:120]})"
-    return APIConnectionError(f"{what} failed: {redact(reason)}")
+        reason = f"invalid HTTP answer ({' '.join(str(exc.message).split())[:120]})"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        reason = "the answer's body was cut short"
+    elif isinstance(exc, aiohttp.ClientOSError) and getattr(exc, "errno", None) in (
+        errno.ECONNRESET, errno.EPIPE
+    ):
+        reason = "the connection was reset"
+    else:
+        reason = "the request failed"
+    return APIConnectionError(f"{what} failed: {redact(reason)} ({name})")

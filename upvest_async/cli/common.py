@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..config import (
 )
 from ..errors import ConfigurationError
 from ..jobs.files import atomic_text
+from ..ratelimit import RateLimiter
 from .preflight import PreflightError, read_accounts
 
 __all__ = [
@@ -36,13 +38,16 @@ __all__ = [
     "MAX_SANDBOX_ACCOUNTS",
     "MAX_SANDBOX_POSITIONS",
     "Target",
+    "client_overrides",
     "embedded_sandbox_option",
     "open_client",
     "plural",
+    "rate_limit_option",
     "read_accounts",
     "resolve_target",
     "sandbox_options",
     "stderr",
+    "throttling",
     "write_json",
 ]
 
@@ -60,6 +65,52 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: The flag that selects the embedded sandbox; the target is never inferred.
 EMBEDDED_SANDBOX = "--embedded-sandbox"
+
+
+def _finite(_: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):  # nan passes FloatRange's checks
+        raise click.BadParameter(f"{value!r} is not a number of requests per second",
+                                 param=param)
+    return value
+
+
+def request_rate_option(*names: str, help: str) -> Any:
+    """An option for a rate in requests per second: a finite number in (0, 100,000], else a
+    usage error; default ``None``."""
+    return click.option(*names, type=click.FloatRange(0, 100_000, min_open=True),
+                        default=None, metavar="R", callback=_finite, help=help)
+
+
+def rate_limit_option(function: Any) -> Any:
+    """The ``--max-requests-per-second`` option (parameter ``max_requests_per_second``) of a
+    command that calls the API: a known ceiling for the client's rate limiter."""
+    return request_rate_option(
+        "--max-requests-per-second",
+        help="A limit Upvest told you for this client id, in requests per second: requests "
+             "are paced to it from the first one. Without it the rate is learned from 429 "
+             "answers (see the retries guide, Rate limits).")(function)
+
+
+def client_overrides(max_retries: int | None,
+                     max_requests_per_second: float | None) -> dict[str, Any]:
+    """The :class:`UpvestClient` keywords of the ``--max-retries`` and
+    ``--max-requests-per-second`` options (none when not given)."""
+    overrides: dict[str, Any] = {}
+    if max_retries is not None:
+        overrides["max_retries"] = max_retries
+    if max_requests_per_second is not None:
+        overrides["rate_limiter"] = RateLimiter(max_requests_per_second=max_requests_per_second)
+    return overrides
+
+
+def throttling(throttled: int, learned_rate: float | None) -> str:
+    """What the rate limit did, for a progress bar or a summary line: ``""`` when no attempt
+    was answered 429 (``throttled``), else ``12 answered 429, paced at 38.2 req/s``
+    (``learned_rate``: the rate limiter's pacing rate, requests per second)."""
+    if not throttled:
+        return ""
+    pace = "" if learned_rate is None else f", paced at {learned_rate:,.1f} req/s"
+    return f"{plural(throttled, 'request')} answered 429{pace}"
 
 
 def embedded_sandbox_option(function: Any) -> Any:
@@ -86,10 +137,10 @@ def sandbox_options(function: Any) -> Any:
                      help="Embedded sandbox only: positions per account."),
         click.option("--sandbox-seed", type=int, default=0, show_default=True,
                      help="Embedded sandbox only: seed of the generated tenant."),
-        click.option("--sandbox-rate-limit", type=click.FloatRange(0, min_open=True),
-                     default=None, metavar="R",
-                     help="Embedded sandbox only: requests per second per client id, as "
-                          "Upvest limits them (429 without Retry-After; default: no limit)."),
+        request_rate_option(
+            "--sandbox-rate-limit",
+            help="Embedded sandbox only: requests per second per client id, as Upvest limits "
+                 "them (429 without Retry-After; default: no limit)."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -21,16 +21,19 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Target,
+    client_overrides,
     one_line,
     open_client,
     plural,
+    rate_limit_option,
     resolve_target,
     sandbox_options,
     stderr,
+    throttling,
     write_json,
 )
 from .preflight import PreflightError, check_export, shown
-from .progress import accounts_progress
+from .progress import accounts_progress, showing_throttling
 
 __all__ = ["export_positions_command"]
 
@@ -54,7 +57,8 @@ async def _run(
         if not accounts:
             accounts = await list_account_ids(client)
         with accounts_progress(quiet=quiet, unit="positions") as progress:
-            task = progress.add_task("export", total=len(accounts), count=0, rate=0.0)
+            task = progress.add_task("export", total=len(accounts), count=0, rate=0.0,
+                                     throttle="")
             started = time.monotonic()
 
             def advance(_: str, positions: int) -> None:
@@ -62,14 +66,20 @@ async def _run(
                 rate = count / max(time.monotonic() - started, 1e-9)
                 progress.update(task, advance=1, count=count, rate=rate)
 
-            await export_positions(
-                client, accounts, out, fmt="csv" if fmt == "csv" else "jsonl",
-                concurrency=concurrency, checkpoint=checkpoint, on_account=advance,
-                summary=summary, on_resume=lambda skipped: progress.update(task, advance=skipped),
-                restart=restart,
-            )
-        summary.requests = client.stats.requests
-        summary.pages = client.stats.pages
+            try:
+                async with showing_throttling(progress, task, client.stats):
+                    await export_positions(
+                        client, accounts, out, fmt="csv" if fmt == "csv" else "jsonl",
+                        concurrency=concurrency, checkpoint=checkpoint, on_account=advance,
+                        summary=summary,
+                        on_resume=lambda skipped: progress.update(task, advance=skipped),
+                        restart=restart,
+                    )
+            finally:
+                summary.requests = client.stats.requests
+                summary.pages = client.stats.pages
+                summary.throttled = client.stats.throttled
+                summary.learned_rate = client.stats.learned_rate
 
 
 def _tune_gc() -> None:
@@ -101,7 +111,9 @@ def _tune_gc() -> None:
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a machine-readable summary (counts, failed accounts) here.")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=None,
-              help="Retries per request after the first attempt (default 2).")
+              help="Retries per request after a failed attempt (default 2; a 429 is re-sent "
+                   "for as long as it takes, paced by the rate limiter).")
+@rate_limit_option
 @click.option("--quiet", is_flag=True,
               help="No progress bar and no summary line when the export succeeds (for cron); "
                    "a failure is always reported, with what it left.")
@@ -115,6 +127,7 @@ def export_positions_command(
     checkpoint: Path | None,
     summary_json: Path | None,
     max_retries: int | None,
+    max_requests_per_second: float | None,
     quiet: bool,
     restart: bool,
     embedded_sandbox: bool,
@@ -136,7 +149,7 @@ def export_positions_command(
     ids = check_export(target, accounts, accounts_file, checkpoint, summary_json, fmt=fmt,
                        verify_checkpoint=not restart)
     where = resolve_target(embedded_sandbox, sandbox,
-                           **({} if max_retries is None else {"max_retries": max_retries}))
+                           **client_overrides(max_retries, max_requests_per_second))
     summary = ExportSummary()
     status, error = 0, None
     try:
@@ -192,6 +205,8 @@ def _summary_line(summary: ExportSummary, out: str, status: int) -> str:
                f"{summary.seconds:.2f} s, {summary.positions_per_second:,.0f} positions/s")
     counts = (f"{plural(summary.positions, 'position')} of "
               f"{plural(summary.accounts, 'account')}{skipped}")
+    throttled = throttling(summary.throttled, summary.learned_rate)
+    figures += f"; {throttled}" if throttled else ""
     if not status:
         return f"Exported {counts} to {where}: {figures}"
     failed = (f" ({plural(len(summary.failed), 'account')} failed)" if summary.failed

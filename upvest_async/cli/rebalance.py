@@ -24,16 +24,19 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Target,
+    client_overrides,
     one_line,
     open_client,
     plural,
+    rate_limit_option,
     resolve_target,
     sandbox_options,
     stderr,
+    throttling,
     write_json,
 )
 from .preflight import PreflightError, check_batch_id, check_paths, read_accounts, shown
-from .progress import accounts_progress
+from .progress import accounts_progress, showing_throttling
 
 __all__ = ["MAX_CONCURRENCY", "rebalance_command"]
 
@@ -65,7 +68,8 @@ async def _run(
         if options["dry_run"]:
             _print_plan(accounts, options)
         with accounts_progress(quiet=quiet, unit="triggered") as progress:
-            task = progress.add_task("rebalance", total=len(accounts), count=0, rate=0.0)
+            task = progress.add_task("rebalance", total=len(accounts), count=0, rate=0.0,
+                                     throttle="")
             started = time.monotonic()
 
             def advance(result: RebalanceResult) -> None:
@@ -74,12 +78,15 @@ async def _run(
                                 rate=count / max(time.monotonic() - started, 1e-9))
 
             try:
-                await run_rebalance(client, accounts, out, on_result=advance,
-                                    previous=previous, summary=summary, **options)
+                async with showing_throttling(progress, task, client.stats):
+                    await run_rebalance(client, accounts, out, on_result=advance,
+                                        previous=previous, summary=summary, **options)
             finally:
                 # The whole run's traffic, the account listing and its token request included.
                 summary.requests = client.stats.requests
                 summary.token_requests = client.stats.token_requests
+                summary.throttled = client.stats.throttled
+                summary.learned_rate = client.stats.learned_rate
 
 
 def _print_plan(accounts: list[str], options: dict[str, Any]) -> None:
@@ -150,7 +157,9 @@ def _preflight(
               help="Validate and print what would be sent; sends nothing (--all-accounts "
                    "still lists the accounts).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=None,
-              help="Retries per trigger after the first attempt (default 2, at most 100).")
+              help="Retries per trigger after a failed attempt (default 2, at most 100; a 429 "
+                   "is re-sent for as long as it takes, paced by the rate limiter).")
+@rate_limit_option
 @click.option("--summary-json", type=click.Path(path_type=Path),
               help="Write a machine-readable summary here.")
 @click.option("--overwrite", is_flag=True,
@@ -171,6 +180,7 @@ def rebalance_command(
     group_size: int,
     dry_run: bool,
     max_retries: int | None,
+    max_requests_per_second: float | None,
     summary_json: Path | None,
     overwrite: bool,
     quiet: bool,
@@ -192,7 +202,7 @@ def rebalance_command(
     """
     ids, previous = _preflight(out, accounts, accounts_file, all_accounts, batch_id, dry_run,
                                group_size, summary_json, overwrite)
-    overrides: dict[str, Any] = {}
+    overrides = client_overrides(None, max_requests_per_second)
     # One access token for the whole batch: the admin scope also serves the list (Q6).
     if not os.environ.get("UPVEST_API_SCOPES"):
         overrides["scopes"] = ["portfolios:admin"]
@@ -241,8 +251,10 @@ def rebalance_command(
             f"{summary.unknown:,} unknown, {summary.not_sent:,} not sent, {summary.planned:,} "
             f"planned, {plural(summary.executions, 'execution')}, "
             f"{plural(summary.requests, 'request')} "
-            f"({plural(summary.token_requests, 'token request')}), {summary.seconds:.2f} s; "
-            f"report in {shown(out)}",
+            f"({plural(summary.token_requests, 'token request')}), {summary.seconds:.2f} s"
+            + (f", {throttled}" if (throttled := throttling(summary.throttled,
+                                                            summary.learned_rate)) else "")
+            + f"; report in {shown(out)}",
             markup=False,
         )
     sys.exit(status)

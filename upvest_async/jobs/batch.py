@@ -124,8 +124,10 @@ async def trigger_many(
     results and never stops the others. ``batch_id``: derive each execution's idempotency key
     from it (see :func:`batch_idempotency_key`; without it, random keys); ``dry_run``: validate
     and plan without sending; ``on_result``: called (or awaited) as each account's result is
-    known; ``max_retries``: per call; ``on_send``: called (or awaited) with the idempotency key
-    and the group's accounts just before the group is sent (if it raises, nothing is sent);
+    known; ``max_retries``: per call (a trigger answered 429 is re-sent as long as its
+    deadline allows: throttling alone never fails an account); ``on_send``: called (or
+    awaited) with the idempotency key and the group's accounts just before the group is sent
+    (if it raises, nothing is sent);
     ``known``: results of an earlier run by account id: a group whose every account is
     ``triggered`` there with the same key is not sent again, its known results are returned.
     A ``triggered`` result is ``replayed`` when the server marked its answer with
@@ -159,7 +161,9 @@ async def trigger_many(
                 assert result is not None
                 await publish(result)
             return
-        options: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
+        options: dict[str, Any] = dict(executions._client._bulk_options())
+        if max_retries is not None:
+            options["max_retries"] = max_retries
         async with semaphore:
             if halted:  # another group failed unexpectedly: send nothing more
                 return

@@ -69,7 +69,9 @@ class AccountFailure:
 class ExportSummary:
     """Figures of one run: ``accounts`` exported now, ``skipped`` (finished in an earlier run,
     per the checkpoint), ``failed`` accounts, ``positions`` written now, ``pages`` and
-    ``requests`` (HTTP requests, token requests included), ``seconds`` (wall clock),
+    ``requests`` (HTTP requests, token requests included), ``throttled`` (of them, answered
+    429: rate limited, and re-sent), ``learned_rate`` (the rate limiter's pacing rate at the
+    end, requests per second; ``None``: not paced), ``seconds`` (wall clock),
     ``interrupted`` (stopped by Ctrl-C / cancellation), ``complete`` (every account is
     exported: ``out`` is written, or standard output has every position), and ``partial``:
     the path of the work file ``<out>.partial`` when the run ended without writing ``out``
@@ -81,6 +83,8 @@ class ExportSummary:
     positions: int = 0
     pages: int = 0
     requests: int = 0
+    throttled: int = 0
+    learned_rate: float | None = None
     seconds: float = 0.0
     interrupted: bool = False
     failed: list[AccountFailure] = attrs.field(factory=list)
@@ -95,6 +99,8 @@ class ExportSummary:
         data = attrs.asdict(self)
         data["positions_per_second"] = round(self.positions_per_second, 1)
         data["seconds"] = round(self.seconds, 3)
+        if self.learned_rate is not None:
+            data["learned_rate"] = round(self.learned_rate, 2)
         return data
 
 

@@ -22,7 +22,9 @@ class RebalanceSummary:
     """``accounts``: accounts in the batch; ``triggered`` / ``failed`` / ``planned`` /
     ``unknown`` (sent, answer not known) / ``not_sent``: accounts per final status;
     ``replayed``: triggered accounts whose answer was a replay; ``executions``: distinct
-    execution ids; ``requests`` and ``token_requests``: HTTP requests sent; ``seconds``: wall
+    execution ids; ``requests`` and ``token_requests``: HTTP requests sent; ``throttled``:
+    requests answered 429 (rate limited, and re-sent); ``learned_rate``: the rate limiter's
+    pacing rate at the end (requests per second, ``None``: not paced); ``seconds``: wall
     clock."""
 
     accounts: int = 0
@@ -35,14 +37,17 @@ class RebalanceSummary:
     executions: int = 0
     requests: int = 0
     token_requests: int = 0
+    throttled: int = 0
+    learned_rate: float | None = None
     seconds: float = 0.0
     #: The final result of each account, in input order (what the report holds).
     results: list[RebalanceResult] = attrs.field(factory=list, repr=False)
 
-    def as_dict(self) -> dict[str, int | float]:
+    def as_dict(self) -> dict[str, int | float | None]:
         """The counts, JSON-ready (``seconds`` rounded to milliseconds)."""
         data = attrs.asdict(self, filter=lambda a, _: a.name != "results")
-        return {**data, "seconds": round(self.seconds, 3)}
+        rate = None if self.learned_rate is None else round(self.learned_rate, 2)
+        return {**data, "seconds": round(self.seconds, 3), "learned_rate": rate}
 
     def count(self, results: Sequence[RebalanceResult]) -> None:
         """Set the per-status counts from the final ``results``."""

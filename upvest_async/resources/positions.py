@@ -123,11 +123,16 @@ class Positions(Resource):
         :meth:`list`. Raises :class:`~upvest_async.ValidationError` at once for a bad id or
         ``concurrency`` (all ids are checked before anything is sent); the errors of
         :meth:`list` while iterating. Leaving the loop early cancels the requests in flight.
+        A page request answered 429 is re-sent as long as its deadline allows (the client's
+        rate limiter paces it), so throttling alone never fails an export; set
+        ``max_throttled_retries`` with :meth:`~upvest_async.UpvestClient.with_options` to bound
+        it.
         """
         accounts = _export_accounts(account_ids, concurrency)
+        patient = self._client.with_options(**self._client._bulk_options()).positions
         paginators = [
-            (account, self.list(account, page_size=page_size, prefetch=concurrency,
-                                strict=strict))
+            (account, patient.list(account, page_size=page_size, prefetch=concurrency,
+                                   strict=strict))
             for account in accounts
         ]
         return chain_pages(paginators, concurrency=concurrency)
@@ -172,8 +177,9 @@ class Positions(Resource):
         errors (a malformed position is a :class:`~upvest_async.ResponseValidationError`
         naming its field, ``$[3].quantity``)."""
         accounts = _export_accounts(account_ids, concurrency)
+        patient = self._client.with_options(**self._client._bulk_options())
         paginators = [
-            (account, self._client._paginate(
+            (account, patient._paginate(
                 f"/accounts/{account}/positions", PositionRecord, page_size=page_size,
                 prefetch=concurrency, strict=strict, key=_record_key,
             ))

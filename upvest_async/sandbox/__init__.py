@@ -142,7 +142,7 @@ class Sandbox:
     ``webhook_timeout``: seconds per delivery request.
 
     Rate limit, as Upvest limits the access rate per client
-    (https://docs.upvest.co/documentation/concepts/api_concepts/throttling_and_quotas):
+    (https://docs.upvest.co/documentation/concepts/api_concepts/throttling):
     ``rate_limit``: requests per second per ``upvest-client-id`` (``None``, the default: no
     limit); each client id has a token bucket refilled at that rate, holding ``rate_burst``
     tokens (default ``max(1, rate_limit / 10)``, at least 1), full at first; requests without

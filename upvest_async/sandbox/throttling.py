@@ -3,7 +3,7 @@
 Upvest limits the rate of requests per client (the ``upvest-client-id`` header) and answers
 a request over the limit with ``429`` ``application/problem+json`` (type
 ``too_many_requests``), without ``Retry-After`` and without rate-limit headers
-(https://docs.upvest.co/documentation/concepts/api_concepts/throttling_and_quotas).
+(https://docs.upvest.co/documentation/concepts/api_concepts/throttling).
 
 :class:`ClientBuckets` is the arithmetic: one token bucket per key, refilled at ``rate``
 tokens per second up to ``burst`` tokens, starting full. It reads no clock itself: every call
