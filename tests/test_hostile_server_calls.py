@@ -358,3 +358,15 @@ async def test_answers_that_are_not_valid_http_are_typed_errors(hostile: Hostile
             writer.transport.abort()
         await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
+
+
+async def test_a_refused_connection_says_so_and_where(hostile: Hostile) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (bound, never listening)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        async with hostile.client(base_url=f"http://127.0.0.1:{port}", max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await retrieve(client)
+    message = str(caught.value)
+    assert f"connection refused by 127.0.0.1:{port}" in message, message
+    assert "(ClientConnectorError)" in message and message.startswith("POST /auth/token")
