@@ -2,7 +2,9 @@
 
 On a 2-core machine a sandbox in the benchmark's own event loop would compete with the client
 for one CPU; a child process gets its own. The child sends back its client settings when
-ready, and its counters (server side) when told to stop.
+ready, changes its rate limit when told (``set_rate_limit``), and sends its counters (server
+side, with ``journal``: ``(at, status, throttled)`` of every request, ``at`` on the
+monotonic clock the parent reads too) when told to stop.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ def _serve(conn: Connection, options: dict[str, Any]) -> None:
     async def main() -> None:
         async with Sandbox(**options) as sandbox:
             conn.send(sandbox.client_settings())
-            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            while True:
+                command = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+                if command == "stop":
+                    break
+                _, rate, burst = command
+                sandbox.set_rate_limit(rate, burst)
             counters = attrs.asdict(sandbox.counters)
             counters["executions"] = len(sandbox.portfolios.executions)
+            counters["journal"] = [(e.at, e.status, e.throttled)
+                                   for e in sandbox.state.journal]
             conn.send(counters)
 
     asyncio.run(main())
@@ -52,6 +61,10 @@ class SandboxProcess:
         self._process.start()
         self.settings = self._parent.recv()
         return self
+
+    def set_rate_limit(self, rate: float | None, burst: float | None = None) -> None:
+        """Change the child sandbox's rate limit now (``Sandbox.set_rate_limit``)."""
+        self._parent.send(("rate", rate, burst))
 
     def stop(self) -> dict[str, Any]:
         if not self.counters:

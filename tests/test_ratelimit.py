@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -186,7 +187,7 @@ async def test_the_rate_climbs_back_along_the_cubic_curve() -> None:
     permits = [await limiter.acquire() for _ in range(50)]
     time.now = 0.5  # 50 sent in 0.5 s: 100/s
     limiter.throttled(permits[0])
-    assert limiter.rate == pytest.approx(70.0)
+    assert limiter.rate == pytest.approx(100 * BETA)
     k = (100 * (1 - BETA) / 0.4) ** (1 / 3)
     rates: list[tuple[float, float]] = []
     while time.now < 10:  # sending as fast as paced, so the 2x cap does not bind
@@ -199,6 +200,22 @@ async def test_the_rate_climbs_back_along_the_cubic_curve() -> None:
     assert rates[-1][1] > 101  # then probing above it
 
 
+async def test_every_cut_and_each_tenth_of_a_climb_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    limiter = limiter_on(time)
+    caplog.set_level(logging.DEBUG, logger="upvest_async")
+    permits = [await limiter.acquire() for _ in range(50)]
+    time.now = 0.5
+    limiter.throttled(permits[0])
+    while time.now < 10:
+        limiter.succeeded(await take(time, limiter))
+    lines = [r.getMessage() for r in caplog.records if "rate limiter" in r.getMessage()]
+    assert lines[0] == f"rate limiter: cut after a 429, unlimited -> {100 * BETA:.2f} requests/s"
+    assert 2 <= len(lines) <= 10 and all("climb" in line for line in lines[1:])
+
+
 async def test_the_climb_is_capped_by_twice_what_is_sent() -> None:
     time = VirtualTime()
     limiter = limiter_on(time)
@@ -207,7 +224,7 @@ async def test_the_climb_is_capped_by_twice_what_is_sent() -> None:
     limiter.throttled(permits[0])
     time.now = 100.0  # long after the cut, nothing sent in the last second
     limiter.succeeded(await take(time, limiter))
-    assert limiter.rate == pytest.approx(70.0)  # one request per second sent: cap 2/s < 70
+    assert limiter.rate == pytest.approx(100 * BETA)  # one request per second sent: cap 2/s
 
 
 async def test_the_rate_never_falls_below_the_floor() -> None:

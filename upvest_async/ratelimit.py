@@ -14,10 +14,11 @@ requests instead.
 as botocore's "adaptive" retry mode does:
 
 - until the first 429 (and without a known ceiling) nothing is paced;
-- on a 429 the rate is cut to ``beta`` (0.7) times the current rate (the first time, the
-  measured send rate: requests sent in the last second), and that rate is remembered as
-  ``w_max``; throttled answers to requests sent *before* the last cut are ignored (they
-  report the old rate, as TCP reacts once per window), so a burst of 429s is one cut;
+- on a 429 the rate is cut to ``beta`` (0.85) times the current rate (the first time, the
+  measured send rate: requests sent in the last second, or since the first request), and
+  that rate is remembered as ``w_max``; throttled answers to requests sent *before* the last
+  cut are ignored (they report the old rate, as TCP reacts once per window), so a burst of
+  429s is one cut;
 - while requests succeed the rate climbs back along ``C * (t - K)**3 + w_max``
   (``C = 0.4``, ``K = cbrt(w_max * (1 - beta) / C)``, ``t`` seconds since the cut):
   quickly at first, flat near the rate that was last throttled, then probing above it. It
@@ -31,7 +32,8 @@ order and re-read the rate when they wake (a cut applies at once to requests alr
 queued), a cancelled waiter gives its turn back, a wait is refused at once when it would end
 past the call's deadline, and ``block=False`` raises instead of queueing
 (:class:`~upvest_async.errors.LocalRateLimitError` with the expected wait, the fail-fast mode
-botocore#3179 asks for).
+botocore#3179 asks for). Every cut is logged at DEBUG on the ``upvest_async`` logger, and the
+climb each time it has moved by a tenth.
 
 Several processes of one client id share the API's limit without sharing anything else: each
 backs off on its own 429s, and CUBIC's multiplicative cuts converge to fair shares as TCP
@@ -61,8 +63,12 @@ __all__ = ["Permit", "RateLimitWait", "RateLimiter", "shared_rate_limiter"]
 
 logger = logging.getLogger("upvest_async")
 
-#: CUBIC's multiplicative decrease (RFC 9438 section 4.6) and scaling constant (section 5.1).
-BETA = 0.7
+#: CUBIC's multiplicative decrease (RFC 9438 section 4.6; TCP and botocore use 0.7) and
+#: scaling constant (section 5.1). 0.85 because a request's arrival at the API jitters (the
+#: client's and the server's event loops, the network), so some 429s come below the real
+#: limit: a shallower cut costs less each time (measured: ``benchmarks/README.md``, "Rate
+#: limits").
+BETA = 0.85
 SCALE = 0.4
 #: Seconds over which the send rate is measured (the time since the first request, when
 #: shorter, but at least ``MEASURE_MIN``: a client's first burst is not a rate of its own).
@@ -153,6 +159,7 @@ class RateLimiter:
         self._w_max = self._rate or 0.0
         self._k = 0.0
         self._cut_at = -math.inf
+        self._logged_rate: float | None = None
         #: 429 answers reported, and the rate cuts they caused.
         self.throttles = 0
         self.cuts = 0
@@ -254,13 +261,17 @@ class RateLimiter:
         rate = max(rate, self.min_requests_per_second)
         if self.max_requests_per_second is not None:
             rate = min(rate, self.max_requests_per_second)
-        old, self._rate = self._rate, rate
+        self._rate = rate
         # The next turn is spaced at the new rate from the last one granted: a change applies
         # at once, to the requests already waiting too.
         self._next_at = self._last_at + 1.0 / rate
-        if why is not None and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("rate limiter: %s, %s -> %.2f requests/s", why,
-                         "unlimited" if old is None else f"{old:.2f}", rate)
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        logged = self._logged_rate
+        if why is not None or logged is None or abs(rate - logged) >= 0.1 * logged:
+            logger.debug("rate limiter: %s, %s -> %.2f requests/s", why or "climb",
+                         "unlimited" if logged is None else f"{logged:.2f}", rate)
+            self._logged_rate = rate
 
     def _measure(self, now: float) -> float:
         sent = self._sent
