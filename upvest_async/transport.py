@@ -103,7 +103,10 @@ def _log_retry(what: str, state: RetryCallState) -> None:
         answer = "no request id in the answer"
     else:
         answer = "no answer"
-    logger.warning(
+    # Under a rate limit a 429 is expected, and paced: INFO, not a warning (the stats, the
+    # progress bars and the summaries count them).
+    logger.log(
+        logging.INFO if is_throttle(exc) else logging.WARNING,
         "retrying %s after %s (attempt %d, next in %.2f s, %s)",
         what, describe(exc), state.attempt_number, delay, answer,
     )

@@ -103,12 +103,16 @@ def client_overrides(max_retries: int | None,
     return overrides
 
 
-def throttling(throttled: int, learned_rate: float | None) -> str:
-    """What the rate limit did, for a progress bar or a summary line: ``""`` when no attempt
-    was answered 429 (``throttled``), else ``12 answered 429, paced at 38.2 req/s``
-    (``learned_rate``: the rate limiter's pacing rate, requests per second)."""
+def throttling(throttled: int, learned_rate: float | None, *, short: bool = False) -> str:
+    """What the rate limit did, for a summary line (``12 requests answered 429, paced at 38.2
+    req/s``) or, ``short``, a progress bar (``12 x 429, 38.2 req/s``): ``""`` when no attempt
+    was answered 429 (``throttled``). ``learned_rate``: the rate limiter's pacing rate,
+    requests per second (``None``: not paced)."""
     if not throttled:
         return ""
+    if short:
+        pace = "" if learned_rate is None else f", {learned_rate:,.1f} req/s"
+        return f"{throttled:,} x 429{pace}"
     pace = "" if learned_rate is None else f", paced at {learned_rate:,.1f} req/s"
     return f"{plural(throttled, 'request')} answered 429{pace}"
 

@@ -45,7 +45,8 @@ async def showing_throttling(
 
     async def watch() -> None:
         while True:
-            progress.update(task, throttle=throttling(stats.throttled, stats.learned_rate))
+            progress.update(task, throttle=throttling(stats.throttled, stats.learned_rate,
+                                                  short=True))
             await asyncio.sleep(every)
 
     watcher = asyncio.create_task(watch())
@@ -55,4 +56,5 @@ async def showing_throttling(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        progress.update(task, throttle=throttling(stats.throttled, stats.learned_rate))
+        progress.update(task, throttle=throttling(stats.throttled, stats.learned_rate,
+                                                  short=True))
