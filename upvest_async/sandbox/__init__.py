@@ -221,6 +221,11 @@ class Sandbox:
         return self.state.counters
 
     @property
+    def account_ids(self) -> list[str]:
+        """The tenant's account ids, sorted (a copy of ``tenant.account_ids``)."""
+        return list(self.tenant.account_ids)
+
+    @property
     def rate_limit(self) -> float | None:
         """Requests per second allowed per ``upvest-client-id``; ``None`` for no limit."""
         throttle = self.state.throttle
