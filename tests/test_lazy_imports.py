@@ -1,5 +1,6 @@
 """What each entry point imports: ``import upvest_async`` and ``export-positions`` never import
-the webhook receiver (``aiohttp.web``), JOSE or the sandbox; the webhook names still resolve.
+the webhook receiver (``aiohttp.web``), JOSE, the sandbox or OpenTelemetry (imported on a
+client's first use); the webhook names still resolve.
 
 Each case runs in a fresh interpreter, so nothing imported by other tests hides an import.
 """
@@ -14,7 +15,8 @@ import pytest
 
 CLIENT_ID = "1a2b3c4d-0000-4000-8000-000000000001"
 #: Modules only webhooks, ``webhooks listen`` and the sandbox need.
-HEAVY = ("aiohttp.web", "joserfc", "http_sfv", "upvest_async.webhooks", "upvest_async.sandbox")
+HEAVY = ("aiohttp.web", "joserfc", "http_sfv", "upvest_async.webhooks", "upvest_async.sandbox",
+         "opentelemetry")
 
 
 def _imported_after(code: str) -> set[str]:

@@ -24,6 +24,7 @@ from .resources import Portfolios, Positions
 from .responses import APIResponse, RawResponse, capture_responses, stop_capture
 from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
+from .telemetry import telemetry_for
 from .tokens import TokenManager
 from .transport import Limits, RequestOptions, Transport
 
@@ -79,7 +80,11 @@ class UpvestClient:
     token requests included; default: an adaptive one shared by every client of this
     ``client_id`` and ``base_url`` in the process, which learns the allowed rate from 429s;
     ``RateLimiter(max_requests_per_second=...)`` for a limit Upvest told you,
-    ``RateLimiter(adaptive=False)`` for none).
+    ``RateLimiter(adaptive=False)`` for none), ``tracer_provider`` and ``meter_provider``
+    (OpenTelemetry providers for the SDK's spans and metrics, see
+    :mod:`upvest_async.telemetry` and the observability guide; default ``None``: the global
+    ones, looked up on the client's first use; without ``opentelemetry-api`` installed,
+    nothing is recorded or imported).
 
     Raises :class:`~upvest_async.ConfigurationError` (or its subclass
     :class:`~upvest_async.SigningKeyError`) at construction for unusable settings; nothing is
@@ -107,6 +112,8 @@ class UpvestClient:
         ssl: ssl_module.SSLContext | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         rate_limiter: RateLimiter | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         try:
             self.client_id = user_uuid_text(client_id)  # (upvest_async.ids)
@@ -150,6 +157,8 @@ class UpvestClient:
         )
         self._ssl = ssl
         self._trace_configs = list(trace_configs or [])
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
         self.retry_policy = attrs.evolve(retry_policy or RetryPolicy(), max_retries=max_retries)
         #: The client-wide retry budget (token bucket) that stops retry storms.
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
@@ -297,13 +306,16 @@ class UpvestClient:
             ),
             trace_configs=self._trace_configs or None,
         )
+        telemetry = telemetry_for(self._tracer_provider, self._meter_provider, self.base_url,
+                                  self.rate_limiter)
         self._tokens.bind(session, self.base_url, signing, limits=self._limits,
                           policy=self.retry_policy, budget=self.retry_budget,
-                          limiter=self.rate_limiter)
+                          limiter=self.rate_limiter, telemetry=telemetry)
         self._session = session
         self._transport = Transport(
             session, self.base_url, policy=self.retry_policy, budget=self.retry_budget,
             limits=self._limits, stats=self.stats, limiter=self.rate_limiter,
+            telemetry=telemetry,
         )
         return self._transport
 

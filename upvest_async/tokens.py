@@ -29,6 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import aiohttp
@@ -51,6 +52,9 @@ from .transport import (
     timeout_error,
     visible_cause,
 )
+
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
 
 __all__ = ["MAX_EXPIRES_IN", "MAX_TOKEN_LENGTH", "AccessToken", "TokenManager"]
 
@@ -111,6 +115,7 @@ class TokenManager:
         self._stats = stats
         self._clock = clock
         self._tokens: list[AccessToken] = []
+        self._telemetry: Telemetry | None = None
         self._fetches: dict[frozenset[str], asyncio.Task[AccessToken]] = {}
         self._locks: dict[frozenset[str], asyncio.Lock] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -134,11 +139,13 @@ class TokenManager:
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
         limiter: RateLimiter | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """Use ``session`` for token requests, signed by ``signing_middleware`` only, within
         ``limits`` (timeouts, ``max_response_bytes``), retried under ``policy`` and ``budget``
         and paced by ``limiter`` (defaults: those of :class:`Limits` and
-        :class:`RetryPolicy`, no budget, not paced)."""
+        :class:`RetryPolicy`, no budget, not paced), traced by ``telemetry`` (``None``: not
+        traced)."""
         self._session = session
         self._token_url = base_url.with_path(TOKEN_PATH)
         self._middlewares = (signing_middleware,)
@@ -146,6 +153,7 @@ class TokenManager:
         self._policy = policy or RetryPolicy()
         self._budget = budget
         self._limiter = limiter
+        self._telemetry = telemetry
 
     def _cached(self, wanted: frozenset[str], needed: str | None) -> AccessToken | None:
         now = self._clock()
@@ -216,6 +224,8 @@ class TokenManager:
                 f"POST {TOKEN_PATH}", send, policy=self._policy, budget=self._budget,
                 limiter=self._limiter, stats=self._stats, timeout=self._limits.timeout,
                 retryable=is_retryable,
+                trace=(None if self._telemetry is None or self._token_url is None
+                       else self._telemetry.call("POST", TOKEN_PATH, self._token_url)),
             )
         except (APIConnectionError, APIStatusError) as exc:
             exc.token_request = True

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import aiohttp
 import attrs
@@ -43,6 +43,9 @@ from .redaction import redact
 from .responses import RawResponse, record_response
 from .retries import RetryBudget, RetryPolicy, describe, is_retryable, is_throttle
 from .stats import ClientStats
+
+if TYPE_CHECKING:
+    from .telemetry import CallTrace, Telemetry
 
 __all__ = ["RESERVED_HEADERS", "Limits", "RawResponse", "RequestOptions", "Transport",
            "call_with_retries", "client_timeout", "connection_error", "read_limited",
@@ -192,8 +195,10 @@ class Transport:
         limits: Limits,
         stats: ClientStats,
         limiter: RateLimiter | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._session = session
+        self.telemetry = telemetry
         self._base_url = base_url
         self._base_path = base_url.path.rstrip("/")
         self.policy = policy
@@ -256,9 +261,11 @@ class Transport:
             return await self._attempt(method, path, url, headers, body, seconds, attempt,
                                        deadline)
 
+        telemetry = self.telemetry
         response = await call_with_retries(
             f"{method} {path}", send, policy=policy, budget=self.budget,
             limiter=self.limiter, stats=self._stats, timeout=float(timeout),
+            trace=None if telemetry is None else telemetry.call(method, path, url),
         )
         record_response(response)
         return response
@@ -335,6 +342,7 @@ async def call_with_retries(
     stats: ClientStats,
     timeout: float,
     retryable: Callable[[BaseException], bool] = _retryable,
+    trace: CallTrace | None = None,
 ) -> T:
     """Run one call (``what``, e.g. ``"GET /accounts/.../positions"``): the one retry loop of
     the package, for API calls and access token requests alike.
@@ -355,6 +363,9 @@ async def call_with_retries(
     :class:`~upvest_async.errors.APITimeoutError` (``limit="deadline"``, ``throttled`` = the
     429s) when the deadline ends a throttled call or leaves no time for another attempt;
     :class:`~upvest_async.errors.LocalRateLimitError` from a non-blocking limiter.
+
+    ``trace``: the call's OpenTelemetry spans (:mod:`upvest_async.telemetry`), told of every
+    wait, attempt, back-off and the end; ``None``: not traced.
     """
     clock = time.monotonic
     call = _Call(started=clock())
@@ -385,7 +396,10 @@ async def call_with_retries(
                     raise out_of_time() from None
                 raise LocalRateLimitError(method=method, path=path, wait=refused.seconds,
                                           attempts=call.attempts - 1) from None
-            stats.rate_limit_wait += clock() - waited_from
+            waited = clock() - waited_from
+            stats.rate_limit_wait += waited
+            if trace is not None:
+                trace.waited(waited)
         seconds, deadline = timeout, None
         if deadline_at is not None:
             left = deadline_at - clock()
@@ -393,9 +407,15 @@ async def call_with_retries(
                 seconds, deadline = left, policy.deadline
             if seconds <= 0:
                 raise out_of_time()
+        if trace is not None:
+            trace.attempt_started(call.attempts)
         try:
             result = await send(seconds, deadline, call.attempts)
-        except APIStatusError as exc:
+        except BaseException as exc:
+            if trace is not None:
+                trace.attempt_ended(exc=exc)
+            if not isinstance(exc, APIStatusError):
+                raise
             if is_throttle(exc):
                 call.throttled += 1
                 stats.throttled += 1
@@ -405,6 +425,8 @@ async def call_with_retries(
                     limiter.throttled(permit)
                     stats.learned_rate = limiter.rate
             raise
+        if trace is not None:
+            trace.attempt_ended(result)
         if limiter is not None and permit is not None:
             limiter.succeeded(permit)
             stats.learned_rate = limiter.rate
@@ -440,22 +462,36 @@ async def call_with_retries(
         stop=Stop(),
         wait=wait,
         retry=retry_if_exception(retryable),
-        before_sleep=lambda state: _log_retry(what, state),
+        before_sleep=lambda state: _before_sleep(what, state, trace),
         reraise=True,
     )
     try:
-        result: T = await retrying(attempt)
-    except (APIStatusError, APIConnectionError) as exc:
-        if not exc.token_request and not isinstance(exc, LocalRateLimitError):
-            exc.attempts = call.attempts  # (a refused wait counted the attempts sent)
-        if call.out_of_time and is_throttle(exc):
-            raise out_of_time() from None
-        if call.budget_exhausted:
-            logger.warning("retry budget exhausted: %s fails fast", what)
+        try:
+            result: T = await retrying(attempt)
+        except (APIStatusError, APIConnectionError) as exc:
+            if not exc.token_request and not isinstance(exc, LocalRateLimitError):
+                exc.attempts = call.attempts  # (a refused wait counted the attempts sent)
+            if call.out_of_time and is_throttle(exc):
+                raise out_of_time() from None
+            if call.budget_exhausted:
+                logger.warning("retry budget exhausted: %s fails fast", what)
+            raise
+    except BaseException as exc:
+        if trace is not None:
+            trace.end(exc)
         raise
+    if trace is not None:
+        trace.end()
     if budget is not None:
         budget.succeeded(call.spent)
     return result
+
+
+def _before_sleep(what: str, state: RetryCallState, trace: CallTrace | None) -> None:
+    _log_retry(what, state)
+    if trace is not None:
+        trace.backoff(state.next_action.sleep if state.next_action else 0.0,
+                      state.outcome.exception() if state.outcome else None)
 
 
 def visible_cause(exc: aiohttp.ClientError) -> aiohttp.ClientError | None:
