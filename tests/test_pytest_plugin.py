@@ -117,10 +117,17 @@ def test_a_file_using_no_fixture_runs_the_same_without_the_plugin(
     assert _outcomes(with_plugin) == _outcomes(without) == {
         "passed": 2, "failed": 1, "skipped": 1}
     assert "warning" not in str(with_plugin.stdout).lower()
-    fixtures = run(pytester, "--fixtures", *extra).stdout.str()
-    assert "upvest_sandbox_factory" in fixtures  # loaded from the entry point by default
-    assert "upvest_sandbox" not in run(
-        pytester, "--fixtures", "-p", "no:upvest_async", *extra).stdout.str()
+    added = _fixtures(run(pytester, "--fixtures", *extra)) - _fixtures(
+        run(pytester, "--fixtures", "-p", "no:upvest_async", *extra))
+    # Loaded from the entry point by default, and adds its four fixtures only.
+    assert added == {"upvest_sandbox", "upvest_sandbox_factory", "upvest_client",
+                     "upvest_webhooks"}
+
+
+def _fixtures(result: pytest.RunResult) -> set[str]:
+    """The fixture names ``pytest --fixtures`` lists."""
+    return {line.split()[0] for line in result.stdout.lines
+            if " -- " in line and not line.startswith((" ", "-", "="))}
 
 
 def test_importing_the_plugin_imports_nothing_heavy() -> None:
@@ -145,3 +152,29 @@ def test_importing_the_plugin_imports_nothing_heavy() -> None:
 
 def test_the_guide_includes_the_example_file() -> None:
     assert '--8<-- "examples/testing/test_example.py"' in GUIDE.read_text()
+
+
+def test_orders_filled_on_their_own_are_captured(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import uuid
+        import pytest
+        from upvest_async import Position
+
+        @pytest.mark.upvest_sandbox(order_fill_seconds=0.05)
+        async def test_fill(upvest_sandbox, upvest_client, upvest_webhooks):
+            await upvest_client.portfolios.orders.create(
+                user_id="4b9732bd-7496-4e91-8a5f-6360479d7fed",
+                account_id=uuid.UUID(upvest_sandbox.account_ids[0]), cash_amount="250.00",
+                side="BUY")
+            await upvest_sandbox.webhooks_idle(10)
+            types = [str(event.type) for event in upvest_webhooks.events]
+            assert types[0] == "PORTFOLIO_ORDER.NEW" and types[-1] == "PORTFOLIO_ORDER.FILLED"
+            assert "POSITION.UPDATED" in types
+            assert any(isinstance(event.object, Position) for event in upvest_webhooks.events)
+            assert len(types) == upvest_sandbox.webhook_stats.emitted
+
+        async def test_timeout_says_how_many(upvest_webhooks):
+            with pytest.raises(TimeoutError, match="0 webhook event.s. of 1 arrived in 0.05 s"):
+                await upvest_webhooks.wait_for(1, timeout=0.05)
+    """)
+    run(pytester, "-o", "asyncio_mode=auto", "-W", "error").assert_outcomes(passed=2)
