@@ -4,6 +4,8 @@ opentelemetry-sdk's in-memory exporter and reader passed to the client explicitl
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -252,8 +254,21 @@ async def test_without_a_configured_provider_nothing_breaks() -> None:
     async with Sandbox(accounts=1, positions_per_account=2, seed=3, faults=faults) as sandbox:
         client = sandbox.client()  # the API's global no-op providers
         async with client:
+            # The API's placeholders: nothing to record, so no telemetry at all.
+            assert client._open().telemetry is None
             positions = [p async for p in client.positions.list(sandbox.account_ids[0])]
     assert len(positions) == 2
+
+
+async def test_a_tracer_provider_alone_traces_and_the_meter_is_the_global_no_op(
+        recorder: Recorder) -> None:
+    async with Sandbox(accounts=1, positions_per_account=2, seed=3) as sandbox:
+        client = sandbox.client(tracer_provider=recorder.tracer_provider)
+        async with client:
+            [p async for p in client.positions.list(sandbox.account_ids[0])]
+    assert {s.name for s in recorder.spans(SpanKind.CLIENT)} == {
+        "POST /auth/token", "GET /accounts/{account_id}/positions"}
+    assert recorder.metrics() == {}
 
 
 async def test_rate_limiter_waits_are_events_and_its_rate_a_gauge(recorder: Recorder) -> None:
@@ -270,3 +285,21 @@ async def test_rate_limiter_waits_are_events_and_its_rate_a_gauge(recorder: Reco
     assert seconds and all(0.001 <= value < 1 for value in seconds)
     gauge = recorder.metrics()["upvest.client.rate_limit"]
     assert [(p.value, dict(p.attributes)) for p in gauge] == [(20, _server(sandbox))]
+
+
+def test_a_client_in_use_without_a_provider_does_not_import_opentelemetry() -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from tests.keys import p521_key, pem\n"
+        "from upvest_async import UpvestClient\n"
+        "async def main():\n"
+        "    client = UpvestClient(client_id='1a2b3c4d-0000-4000-8000-000000000001',"
+        " client_secret='s', key_id='k', private_key=pem(p521_key()))\n"
+        "    async with client:\n"
+        "        assert client._open().telemetry is None\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -2,8 +2,8 @@
 
 Nothing here imports ``opentelemetry`` at module import: :func:`telemetry_for` is called once
 per client, on its first use, and returns ``None`` when ``opentelemetry-api`` is not
-installed, so the retry loop pays one ``is None`` check per call. With the API installed but
-no SDK configured, the API's no-op tracer and meter make every call below cheap.
+installed or no tracer or meter provider is configured (given to the client, or set
+globally before its first use), so the retry loop then pays one ``is None`` check per call.
 
 The one retry loop (:func:`upvest_async.transport.call_with_retries`) calls this module:
 
@@ -28,6 +28,7 @@ token, a signature, nor the key reaches a span; the query of the API's URLs hold
 from __future__ import annotations
 
 import re
+import sys
 import time
 import weakref
 from collections.abc import Iterator
@@ -261,11 +262,28 @@ class CallTrace:
 
 def telemetry_for(tracer_provider: Any, meter_provider: Any, base_url: URL,
                   limiter: RateLimiter | None) -> Telemetry | None:
-    """The client's :class:`Telemetry`; ``None`` when ``opentelemetry-api`` is not installed
-    (``tracer_provider``/``meter_provider``: ``None`` for the global ones)."""
+    """The client's :class:`Telemetry` (``tracer_provider``/``meter_provider``: ``None`` for
+    the global ones), or ``None``: nothing to record, nothing imported, no cost.
+
+    ``None`` when ``opentelemetry-api`` is not installed, and when no provider was given and
+    none is configured globally: the application has not imported OpenTelemetry yet (one
+    look at ``sys.modules``), or its global providers are still the API's placeholders. So a
+    global provider must be set before the client's first use, as OpenTelemetry's own
+    instrumentations expect."""
+    if tracer_provider is None and meter_provider is None and not (
+            "opentelemetry.trace" in sys.modules or "opentelemetry.metrics" in sys.modules):
+        return None
     try:
-        import opentelemetry.metrics
-        import opentelemetry.trace  # noqa: F401
+        from opentelemetry import metrics, trace
     except ImportError:
         return None
+    if tracer_provider is None and meter_provider is None and (
+            isinstance(trace.get_tracer_provider(),
+                       trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+            and type(metrics.get_meter_provider()).__name__ in _PLACEHOLDER_METER_PROVIDERS):
+        return None
     return Telemetry(tracer_provider, meter_provider, base_url, limiter)
+
+
+#: The API's meter providers before (or instead of) an SDK's.
+_PLACEHOLDER_METER_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
