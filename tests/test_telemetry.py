@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -212,6 +213,11 @@ async def test_every_endpoint_is_named_by_its_template_and_no_secret_is_recorded
     }
     for span in recorder.spans():
         assert not any(account in span.name for account in accounts)
+    # The templates the resources pass agree with the ones derived from the paths.
+    for span in recorder.spans(SpanKind.CLIENT):
+        attributes = span.attributes or {}
+        path = urlsplit(str(attributes["url.full"])).path
+        assert url_template(path) == attributes["url.template"]
     failed = [s for s in recorder.spans(SpanKind.CLIENT)
               if (s.attributes or {}).get("http.response.status_code") == 404]
     assert len(failed) == 1 and failed[0].attributes["error.type"] == "404"  # type: ignore[index]

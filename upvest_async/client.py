@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
@@ -327,11 +328,12 @@ class UpvestClient:
         params: Mapping[str, str | int] | None = None,
         json_body: Any = None,
         idempotency_key: str | None = None,
+        template: str | None = None,
         **options: Unpack[RequestOptions],
     ) -> RawResponse:
         return await self._open().request(
             method, path, params=params, json_body=json_body, idempotency_key=idempotency_key,
-            options={**self._defaults, **options},
+            options={**self._defaults, **options}, template=template,
         )
 
     def _paginate(
@@ -346,8 +348,12 @@ class UpvestClient:
         prefetch: int = DEFAULT_PREFETCH,
         strict: bool = False,
         key: Callable[[T], Hashable] | None = None,
+        template: str | None = None,
     ) -> Paginator[T]:
+        # ``template``: the path's URL template, for telemetry (None: derived from the path).
+        request = (self._request if template is None
+                   else functools.partial(self._request, template=template))
         return Paginator(
-            self._request, self.stats, path, item_type, params=params, page_size=page_size,
+            request, self.stats, path, item_type, params=params, page_size=page_size,
             offset=offset, max_items=max_items, prefetch=prefetch, strict=strict, key=key,
         )

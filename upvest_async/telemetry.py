@@ -46,6 +46,8 @@ __all__ = ["TEMPLATES", "CallTrace", "Telemetry", "telemetry_for", "url_template
 INSTRUMENTATION_NAME = "upvest_async"
 
 #: The URL templates of the API paths the SDK calls (the Upvest reference's parameter names).
+#: The resources pass their own template with each call; this table is the fallback for a
+#: call that does not (:func:`url_template`), and the tests check that both agree.
 TEMPLATES = (
     "/auth/token",
     "/accounts/{account_id}/positions",
@@ -169,9 +171,11 @@ class Telemetry:
                 gauge = _RateGauge(meter)
             gauge.limiters[limiter] = dict(self.server)
 
-    def call(self, method: str, path: str, url: URL) -> CallTrace:
-        """Start the span of one logical call of ``method`` ``path`` to ``url``."""
-        return CallTrace(self, method, url_template(path), str(url))
+    def call(self, method: str, path: str, url: URL, template: str | None = None) -> CallTrace:
+        """Start the span of one logical call of ``method`` ``path`` to ``url``
+        (``template``: ``path``'s URL template, as the resources know it; ``None``: derived
+        from ``path`` by :func:`url_template`)."""
+        return CallTrace(self, method, template or url_template(path), str(url))
 
 
 class CallTrace:

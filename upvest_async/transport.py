@@ -221,6 +221,7 @@ class Transport:
         json_body: Any = None,
         idempotency_key: str | None = None,
         options: RequestOptions | None = None,
+        template: str | None = None,
     ) -> RawResponse:
         """Perform one call and return its 2xx response.
 
@@ -230,7 +231,9 @@ class Transport:
         retries, :class:`~upvest_async.errors.APITimeoutError` or
         :class:`~upvest_async.errors.APIConnectionError` when no answer came, or
         :class:`~upvest_async.errors.LocalRateLimitError` when a non-blocking rate limiter
-        refused to wait; each carries ``attempts``.
+        refused to wait; each carries ``attempts``. ``template``: ``path``'s URL template
+        (``/accounts/{account_id}/positions``), the name of its spans (``None``: derived from
+        ``path`` by :func:`upvest_async.telemetry.url_template`).
         """
         options = options or {}
         method = method.upper()
@@ -265,7 +268,7 @@ class Transport:
         response = await call_with_retries(
             f"{method} {path}", send, policy=policy, budget=self.budget,
             limiter=self.limiter, stats=self._stats, timeout=float(timeout),
-            trace=None if telemetry is None else telemetry.call(method, path, url),
+            trace=None if telemetry is None else telemetry.call(method, path, url, template),
         )
         record_response(response)
         return response

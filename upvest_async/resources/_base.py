@@ -44,12 +44,14 @@ class Resource:
         json_body: Any = None,
         idempotency_key: object = None,
         options: RequestOptions,
+        template: str | None = None,
     ) -> T:
         """Send one call and decode its body into ``cls``; the caller's ``idempotency_key``
-        is checked (a UUID) before anything is sent."""
+        is checked (a UUID) before anything is sent. ``template``: the path's URL template,
+        for telemetry (``None``: a path without ids, or one to derive it from)."""
         response = await self._client._request(
             method, path, json_body=json_body, idempotency_key=idempotency(idempotency_key),
-            **options,
+            template=template, **options,
         )
         return decode(response, cls)
 

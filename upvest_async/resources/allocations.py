@@ -91,6 +91,7 @@ class Allocations(Resource):
         allocation = check_uuid("allocation_id", allocation_id)
         return await self._call(
             PortfoliosAllocation, "GET", f"/portfolios/allocations/{allocation}", options=options,
+            template="/portfolios/allocations/{allocation_id}",
         )
 
     async def update(
@@ -114,6 +115,7 @@ class Allocations(Resource):
         return await self._call(
             PortfoliosAllocation, "PUT", f"/portfolios/allocations/{target}", json_body=body,
             idempotency_key=idempotency_key, options=options,
+            template="/portfolios/allocations/{allocation_id}",
         )
 
 

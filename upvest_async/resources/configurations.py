@@ -90,7 +90,7 @@ class Configurations(Resource):
         account = check_uuid("account_id", account_id)
         return await self._call(
             PortfoliosConfiguration, "GET", f"/portfolios/configurations/{account}",
-            options=options,
+            options=options, template="/portfolios/configurations/{account_id}",
         )
 
     async def update(
@@ -119,4 +119,5 @@ class Configurations(Resource):
         return await self._call(
             PortfoliosConfiguration, "PATCH", f"/portfolios/configurations/{account}",
             json_body=body, idempotency_key=idempotency_key, options=options,
+            template="/portfolios/configurations/{account_id}",
         )

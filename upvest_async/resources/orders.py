@@ -96,6 +96,7 @@ class Orders(Resource):
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)
         return await self._call(
             PortfoliosOrder, "GET", f"/portfolios/orders/{order_id}", options=options,
+            template="/portfolios/orders/{order_id}",
         )
 
     async def cancel(
@@ -112,7 +113,8 @@ class Orders(Resource):
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)
         await self._client._request(
             "DELETE", f"/portfolios/orders/{order_id}",
-            idempotency_key=idempotency(idempotency_key), **options,
+            idempotency_key=idempotency(idempotency_key), template="/portfolios/orders/{order_id}",
+            **options,
         )
 
 
@@ -133,5 +135,5 @@ class LiquidationRequests(Resource):
         return await self._call(
             PortfoliosOrder, "POST", f"/portfolios/{account}/liquidation_request",
             json_body={"user_id": check_uuid("user_id", user_id)}, idempotency_key=idempotency_key,
-            options=options,
+            options=options, template="/portfolios/{account_id}/liquidation_request",
         )

@@ -79,7 +79,7 @@ class Positions(Resource):
         return self._client._paginate(
             f"/accounts/{account}/positions", Position,
             page_size=page_size, offset=offset, max_items=max_items, prefetch=prefetch,
-            strict=strict, key=_instrument_key,
+            strict=strict, key=_instrument_key, template="/accounts/{account_id}/positions",
         )
 
     async def retrieve(
@@ -100,7 +100,8 @@ class Positions(Resource):
         account = check_uuid("account_id", account_id)
         instrument = instrument_path_id(instrument_id)
         return await self._call(
-            Position, "GET", f"/accounts/{account}/positions/{instrument}", options=options
+            Position, "GET", f"/accounts/{account}/positions/{instrument}", options=options,
+            template="/accounts/{account_id}/positions/{instrument_id}",
         )
 
     def export_pages(
@@ -182,6 +183,7 @@ class Positions(Resource):
             (account, patient._paginate(
                 f"/accounts/{account}/positions", PositionRecord, page_size=page_size,
                 prefetch=concurrency, strict=strict, key=_record_key,
+                template="/accounts/{account_id}/positions",
             ))
             for account in accounts
         ]

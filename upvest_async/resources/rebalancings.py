@@ -63,7 +63,7 @@ class Executions(Resource):
         execution = check_uuid("execution_id", execution_id)
         return await self._call(
             RebalancingExecution, "GET", f"/portfolios/rebalancings/executions/{execution}",
-            options=options,
+            options=options, template="/portfolios/rebalancings/executions/{execution_id}",
         )
 
 
