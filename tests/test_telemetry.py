@@ -222,6 +222,10 @@ async def test_every_endpoint_is_named_by_its_template_and_no_secret_is_recorded
               if (s.attributes or {}).get("http.response.status_code") == 404]
     assert len(failed) == 1 and failed[0].attributes["error.type"] == "404"  # type: ignore[index]
     assert failed[0].status.status_code is StatusCode.ERROR
+    failed_call = [s for s in recorder.spans(SpanKind.INTERNAL)
+                   if (s.attributes or {}).get("error.type") == "404"]
+    assert [s.name for s in failed_call] == ["upvest GET /portfolios/orders/{order_id}"]
+    assert failed_call[0].status.status_code is StatusCode.ERROR
     allowed = {"http.request.method", "server.address", "server.port", "url.full",
                "url.template", "http.response.status_code", "error.type",
                "http.request.resend_count", "upvest.request_id"}
@@ -309,3 +313,23 @@ def test_a_client_in_use_without_a_provider_does_not_import_opentelemetry() -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+async def test_the_spans_nest_under_the_callers_span(recorder: Recorder) -> None:
+    tracer = recorder.tracer_provider.get_tracer("the application")
+    async with Sandbox(accounts=1, positions_per_account=2, seed=3) as sandbox:
+        client = recorder.client(sandbox)
+        async with client:
+            with tracer.start_as_current_span("job") as job:
+                [p async for p in client.positions.list(sandbox.account_ids[0])]
+    by_name = {s.name: s for s in recorder.spans()}
+    call = by_name["upvest GET /accounts/{account_id}/positions"]
+    attempt = by_name["GET /accounts/{account_id}/positions"]
+    token_call = by_name["upvest POST /auth/token"]
+    token = by_name["POST /auth/token"]
+    assert call.parent is not None and call.parent.span_id == job.get_span_context().span_id
+    assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+    # The access token was requested for that attempt (by the token middleware): its child.
+    assert token_call.parent is not None
+    assert token_call.parent.span_id == attempt.context.span_id
+    assert token.parent is not None and token.parent.span_id == token_call.context.span_id

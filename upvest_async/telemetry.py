@@ -138,11 +138,12 @@ class Telemetry:
 
     def __init__(self, tracer_provider: Any, meter_provider: Any, base_url: URL,
                  limiter: RateLimiter | None) -> None:
-        from opentelemetry import metrics, trace
+        from opentelemetry import context, metrics, trace
 
         from . import __version__
 
         self._trace = trace
+        self._context = context
         self._kind = trace.SpanKind
         self._status = trace.Status
         self._error = trace.StatusCode.ERROR
@@ -181,8 +182,8 @@ class Telemetry:
 class CallTrace:
     """The INTERNAL span of one logical call and the CLIENT spans of its attempts."""
 
-    __slots__ = ("_attempt", "_attributes", "_context", "_metric", "_started", "_telemetry",
-                 "span")
+    __slots__ = ("_attempt", "_attributes", "_context", "_current", "_metric", "_started",
+                 "_telemetry", "span")
 
     def __init__(self, telemetry: Telemetry, method: str, template: str, url: str) -> None:
         self._telemetry = telemetry
@@ -199,6 +200,7 @@ class CallTrace:
         )
         self._context = telemetry._trace.set_span_in_context(self.span)
         self._attempt: Any = None
+        self._current: object = None
         self._started = 0.0
 
     def waited(self, seconds: float) -> None:
@@ -213,7 +215,9 @@ class CallTrace:
             "seconds": seconds, "reason": _error_type(exc) if exc is not None else "unknown"})
 
     def attempt_started(self, number: int) -> None:
-        """Attempt ``number`` (from 1) is being sent."""
+        """Attempt ``number`` (from 1) is being sent; its span is the current span until
+        :meth:`attempt_ended` (so aiohttp's own instrumentation, and the access token request
+        an attempt may wait for, are its children)."""
         telemetry = self._telemetry
         attributes = self._attributes
         if number > 1:
@@ -224,6 +228,8 @@ class CallTrace:
             f"{attributes['http.request.method']} {template}", context=self._context,
             kind=telemetry._kind.CLIENT, attributes=attributes,
         )
+        self._current = telemetry._context.attach(
+            telemetry._trace.set_span_in_context(self._attempt, self._context))
         self._started = time.monotonic()
 
     def attempt_ended(self, result: object = None, exc: BaseException | None = None) -> None:
@@ -232,6 +238,8 @@ class CallTrace:
         if span is None:
             return
         telemetry = self._telemetry
+        telemetry._context.detach(self._current)
+        self._current = None
         metric = dict(self._metric)
         source = exc if exc is not None else result
         status = getattr(source, "status", None)
