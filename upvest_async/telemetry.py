@@ -151,12 +151,14 @@ class Telemetry:
         meter_provider = meter_provider or metrics.get_meter_provider()
         self.tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, __version__)
         meter = meter_provider.get_meter(INSTRUMENTATION_NAME, __version__)
-        self.duration = meter.create_histogram(
-            "http.client.request.duration", unit="s",
-            description="Duration of HTTP client requests (one per attempt)",
-            explicit_bucket_boundaries_advisory=[
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
-        )
+        duration = {"name": "http.client.request.duration", "unit": "s",
+                    "description": "Duration of HTTP client requests (one per attempt)"}
+        try:  # the semantic conventions' buckets (the advice is an API of 1.23 and later)
+            self.duration = meter.create_histogram(
+                **duration, explicit_bucket_boundaries_advisory=[
+                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10])
+        except TypeError:
+            self.duration = meter.create_histogram(**duration)
         self.throttled = meter.create_counter(
             "upvest.client.throttled", unit="{response}", description="429 answers")
         self.retries = meter.create_counter(
