@@ -100,11 +100,16 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
     """``mypy --strict`` of the package, as this Python sees it. mypy reads the source tree, so
-    only the dependencies and mypy are installed: nothing is built, and the type checks of the
-    three Pythons can run side by side."""
+    only the dependencies (the otel extra, pytest and pytest-asyncio included, for the optional
+    modules) and mypy are installed: nothing is built, and the type checks of the three
+    Pythons can run side by side."""
     project = nox.project.load_toml("pyproject.toml")["project"]
-    mypy = [d for d in project["optional-dependencies"]["test"] if d.startswith("mypy")]
-    session.install(*project["dependencies"], *mypy)
+    extras = project["optional-dependencies"]
+    # What the optional modules import: the otel extra (upvest_async.telemetry) and, for the
+    # pytest plugin (upvest_async.pytest_plugin), pytest and pytest-asyncio from the test extra.
+    wanted = ("mypy", "pytest", "pytest-asyncio")
+    tools = [d for d in extras["test"] if d.split(">")[0].split("=")[0].strip() in wanted]
+    session.install(*project["dependencies"], *extras["otel"], *tools)
     session.run("mypy", "--strict")
 
 
