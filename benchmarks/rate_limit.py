@@ -176,55 +176,68 @@ def write_accounts(directory: Path, name: str, accounts: list[str]) -> Path:
 Scenario = Callable[[str, str | None, Path], Outcome]
 
 
-def export_steady(variant: str, before: str | None, tmp: Path, per: int = 1000) -> Outcome:
-    rate, accounts_n = 50.0, 600
-    tenant = Tenant(accounts=accounts_n, positions_per_account=per, seed=5)
-    accounts = tenant.account_ids
-    with SandboxProcess(accounts=accounts_n, positions_per_account=per, seed=5,
+@attrs.frozen
+class ExportRun:
+    """One ``export-positions`` run against a throttling sandbox: its exit status, wall
+    seconds, start and end (monotonic seconds), the sandbox's journal, and whether the output
+    is exact."""
+
+    status: int
+    wall: float
+    start: float
+    end: float
+    journal: list[tuple[float, int, bool]]
+    exact: bool
+
+
+def export_run(variant: str, before: str | None, tmp: Path, name: str, *, seed: int,
+               accounts_n: int, per: int, rate: float,
+               change: tuple[float, float] | None = None) -> ExportRun:
+    """Export ``accounts_n`` accounts of ``per`` positions under ``rate`` requests/s;
+    ``change``: ``(after seconds, new rate)``, the limit changed while the export runs."""
+    accounts = Tenant(accounts=accounts_n, positions_per_account=per, seed=seed).account_ids
+    with SandboxProcess(accounts=accounts_n, positions_per_account=per, seed=seed,
                         latency_ms=LATENCY_MS, rate_limit=rate,
                         positions_cache=accounts_n) as sandbox:
-        out = fresh(tmp, f"steady-{variant}.jsonl")
+        out = fresh(tmp, f"{name}-{variant}.jsonl")
         run = command(variant, before, sandbox.settings, "export-positions", "--out", str(out),
-                      "--accounts-file", str(write_accounts(tmp, "steady.txt", accounts)),
+                      "--accounts-file", str(write_accounts(tmp, f"{name}.txt", accounts)),
                       "--quiet")
         start = time.monotonic()
+        timer = None
+        if change is not None:
+            timer = threading.Timer(change[0], sandbox.set_rate_limit, args=(change[1],))
+            timer.start()
         [(status, wall)] = run_all([run])
+        if timer is not None:
+            timer.cancel()
         end = time.monotonic()
         journal = sandbox.stop()["journal"]
-    early, late, ok = shares(journal, start, start + 5, end)
     exact = status == 0 and export_exact(out, accounts, per)
+    return ExportRun(status, wall, start, end, journal, exact)
+
+
+def export_steady(variant: str, before: str | None, tmp: Path, per: int = 1000) -> Outcome:
+    rate = 50.0
+    run = export_run(variant, before, tmp, "steady", seed=5, accounts_n=600, per=per, rate=rate)
+    early, late, ok = shares(run.journal, run.start, run.start + 5, run.end)
     name = "export, R = 50" + ("" if per == 1000 else f", {per} positions a page")
-    return Outcome(variant, name, "50", wall, ok / wall / rate,
-                   steady_rate(journal, start + 5, end) / rate, early, late,
-                   "yes" if exact else f"no (exit {status})")
+    return Outcome(variant, name, "50", run.wall, ok / run.wall / rate,
+                   steady_rate(run.journal, run.start + 5, run.end) / rate, early, late,
+                   "yes" if run.exact else f"no (exit {run.status})")
 
 
 def export_falling(variant: str, before: str | None, tmp: Path) -> Outcome:
-    high, low, accounts_n, per = 100.0, 25.0, 400, 1000
-    tenant = Tenant(accounts=accounts_n, positions_per_account=per, seed=6)
-    accounts = tenant.account_ids
-    with SandboxProcess(accounts=accounts_n, positions_per_account=per, seed=6,
-                        latency_ms=LATENCY_MS, rate_limit=high,
-                        positions_cache=accounts_n) as sandbox:
-        out = fresh(tmp, f"falling-{variant}.jsonl")
-        run = command(variant, before, sandbox.settings, "export-positions", "--out", str(out),
-                      "--accounts-file", str(write_accounts(tmp, "falling.txt", accounts)),
-                      "--quiet")
-        start = time.monotonic()
-        timer = threading.Timer(2.0, sandbox.set_rate_limit, args=(low,))
-        timer.start()
-        [(status, wall)] = run_all([run])
-        timer.cancel()
-        end = time.monotonic()
-        journal = sandbox.stop()["journal"]
-    fall = start + 2.0
+    high, low = 100.0, 25.0
+    run = export_run(variant, before, tmp, "falling", seed=6, accounts_n=400, per=1000,
+                     rate=high, change=(2.0, low))
+    fall, end, journal = run.start + 2.0, run.end, run.journal
     early, late, _ = shares(journal, fall, fall + 5, end)
     after_fall = sum(1 for e in journal if fall + 5 <= e[0] <= end and e[1] != 429)
     ok_rate = after_fall / max(end - fall - 5, 1e-9) / low
-    exact = status == 0 and export_exact(out, accounts, per)
-    return Outcome(variant, "export, R 100 -> 25 at 2 s", "100->25", wall, ok_rate,
+    return Outcome(variant, "export, R 100 -> 25 at 2 s", "100->25", run.wall, ok_rate,
                    steady_rate(journal, fall + 5, end) / low, early, late,
-                   "yes" if exact else f"no (exit {status})",
+                   "yes" if run.exact else f"no (exit {run.status})",
                    "429 shares: the 5 s after the fall / after them; ok/s from 5 s after")
 
 
