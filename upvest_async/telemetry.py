@@ -5,7 +5,7 @@ per client, on its first use, and returns ``None`` when ``opentelemetry-api`` is
 installed or no tracer or meter provider is configured (given to the client, or set
 globally before its first use), so the retry loop then pays one ``is None`` check per call.
 
-The one retry loop (:func:`upvest_async.transport.call_with_retries`) calls this module:
+The one retry loop (:func:`upvest_async.retry_loop.call_with_retries`) calls this module:
 
 - one INTERNAL span per logical call, ``upvest {method} {url.template}``, with the events
   ``rate_limiter.wait`` (``seconds``, when the limiter made the call wait a millisecond or

@@ -6,7 +6,7 @@ which is signed like any other request but carries no ``authorization`` header.
 
 **Single flight.** All callers that need a token for the same scopes while none is cached wait
 for one shared token request, and share its outcome: the token, or its error. That request goes
-through the package's one retry loop (:func:`~upvest_async.transport.call_with_retries`: the
+through the package's one retry loop (:func:`~upvest_async.retry_loop.call_with_retries`: the
 client's retry policy, deadline, retry budget and rate limiter) inside the shared request, so
 N concurrent callers cause ``max_retries + 1`` token requests at most (429s aside: they are
 re-sent under ``max_throttled_retries``), not N times as many; the calls that waited do not
@@ -41,11 +41,11 @@ from .json_body import parse_json
 from .ratelimit import RateLimiter
 from .redaction import Secrets
 from .retries import RetryBudget, RetryPolicy, is_retryable
+from .retry_loop import call_with_retries
 from .scopes import TOKEN_PATH, satisfies
 from .stats import ClientStats
 from .transport import (
     Limits,
-    call_with_retries,
     client_timeout,
     connection_error,
     read_limited,
