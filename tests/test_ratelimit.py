@@ -152,6 +152,15 @@ async def test_nothing_is_paced_before_the_first_429() -> None:
     assert time.now == 0 and limiter.rate is None
 
 
+async def test_an_unthrottled_client_keeps_only_the_last_second_of_requests() -> None:
+    time = VirtualTime()
+    limiter = limiter_on(time)
+    for step in range(10_000):  # an hour of a service never throttled, 3 requests a second
+        time.now = step * 0.36
+        await limiter.acquire()
+    assert len(limiter._sent) <= 3 and limiter.rate is None
+
+
 async def test_a_known_ceiling_paces_from_the_first_request() -> None:
     time = VirtualTime()
     limiter = limiter_on(time, max_requests_per_second=10)

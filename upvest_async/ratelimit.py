@@ -204,9 +204,7 @@ class RateLimiter:
                             ticket = None
                         self._next_at = start + interval
                         self._last_at = now
-                        self._sent.append(now)
-                        if self._first_at is None:
-                            self._first_at = now
+                        self._record(now)
                         return Permit(sent_at=now)
                     wait = due - now
                     if not self.block:
@@ -273,12 +271,23 @@ class RateLimiter:
                          "unlimited" if logged is None else f"{logged:.2f}", rate)
             self._logged_rate = rate
 
-    def _measure(self, now: float) -> float:
+    def _record(self, now: float) -> None:
+        """Note a request granted at ``now``; only the last second's are kept (a client that
+        is never throttled calls nothing else that would forget them)."""
+        self._sent.append(now)
+        if self._first_at is None:
+            self._first_at = now
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
         sent = self._sent
         while sent and sent[0] <= now - MEASURE_WINDOW:
             sent.popleft()
+
+    def _measure(self, now: float) -> float:
+        self._forget(now)
         since = MEASURE_WINDOW if self._first_at is None else now - self._first_at
-        return len(sent) / min(MEASURE_WINDOW, max(MEASURE_MIN, since))
+        return len(self._sent) / min(MEASURE_WINDOW, max(MEASURE_MIN, since))
 
 
 _SHARED: weakref.WeakValueDictionary[Hashable, RateLimiter] = weakref.WeakValueDictionary()
