@@ -216,12 +216,10 @@ class UpvestClient:
     def with_options(self, **options: Unpack[RequestOptions]) -> UpvestClient:
         """A view of this client whose calls use ``options`` by default (``timeout``,
         ``max_retries``, ``max_throttled_retries``, ``deadline``, ``backoff_max``,
-        ``extra_headers``; see
-        :class:`~upvest_async.transport.RequestOptions`).
+        ``extra_headers``; see :class:`~upvest_async.transport.RequestOptions`).
 
         The view shares the session, access tokens, retry budget, rate limiter and counters,
-        and its
-        ``webhooks`` shares the JWKS cache, verifier and replay cache of the original (one
+        and its ``webhooks`` shares the JWKS cache, verifier and replay cache of the original (one
         set of keys and nonces per client, so a request replayed through a view is refused
         too); closing it does nothing, closing the original closes both.
         """

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -57,8 +56,6 @@ if TYPE_CHECKING:
     from .telemetry import Telemetry
 
 __all__ = ["MAX_EXPIRES_IN", "MAX_TOKEN_LENGTH", "AccessToken", "TokenManager"]
-
-logger = logging.getLogger("upvest_async")
 
 #: Renew when less than this share of the lifetime is left ...
 _RENEW_FRACTION = 0.1
