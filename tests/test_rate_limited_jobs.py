@@ -113,8 +113,9 @@ async def test_a_call_cancelled_while_waiting_for_its_turn_leaves_the_queue() ->
 
 async def test_clients_of_one_client_id_share_a_limiter() -> None:
     async with Sandbox(accounts=1, positions_per_account=1, seed=16) as sandbox:
-        async with sandbox.client() as one, sandbox.client() as two:
-            assert one.rate_limiter is two.rate_limiter
+        async with sandbox.client() as one, sandbox.client() as two, \
+                sandbox.client(base_url=f"{sandbox.base_url}/") as slash:
+            assert one.rate_limiter is two.rate_limiter is slash.rate_limiter  # one origin
             assert one.with_options(timeout=3).rate_limiter is one.rate_limiter
         own = RateLimiter()
         async with sandbox.client(rate_limiter=own) as three:

@@ -79,7 +79,8 @@ class UpvestClient:
     :class:`~upvest_async.RetryBudget` shared by all calls of the client; default capacity 500),
     ``rate_limiter`` (a :class:`~upvest_async.RateLimiter` pacing every request, the access
     token requests included; default: an adaptive one shared by every client of this
-    ``client_id`` and ``base_url`` in the process, which learns the allowed rate from 429s;
+    ``client_id`` and the same origin of ``base_url`` (scheme, host, port) in the process,
+    which learns the allowed rate from 429s;
     ``RateLimiter(max_requests_per_second=...)`` for a limit Upvest told you,
     ``RateLimiter(adaptive=False)`` for none), ``tracer_provider`` and ``meter_provider``
     (OpenTelemetry providers for the SDK's spans and metrics, see
@@ -167,7 +168,7 @@ class UpvestClient:
             raise ConfigurationError("rate_limiter must be a RateLimiter")
         #: The rate limiter pacing the client's requests (see :mod:`upvest_async.ratelimit`).
         self.rate_limiter = (rate_limiter if rate_limiter is not None
-                             else shared_rate_limiter((self.client_id, str(url))))
+                             else shared_rate_limiter((self.client_id, str(url.origin()))))
         #: Default per-call options (set by :meth:`with_options`).
         self._defaults: RequestOptions = {}
         self._root: UpvestClient | None = None

@@ -122,7 +122,7 @@ class RateLimiter:
     queueing. ``min_requests_per_second``: the floor of the learned rate (0.5).
 
     One limiter may serve several clients (pass it as ``UpvestClient(rate_limiter=...)``);
-    by default all clients of one client id and base URL in a process share one
+    by default all clients of one client id and API origin in a process share one
     (:func:`shared_rate_limiter`). It works across event loops: no lock is held across an
     ``await``. Raises :class:`ValueError` for a rate that is not a positive finite number.
     """
@@ -295,9 +295,10 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_rate_limiter(key: Hashable) -> RateLimiter:
-    """The adaptive :class:`RateLimiter` of ``key`` (the client uses ``(client_id,
-    base_url)``), shared by every client of this process that asks for it while any of them
-    is alive, so that several clients of one client id learn one rate."""
+    """The adaptive :class:`RateLimiter` of ``key`` (the client uses ``(client_id, origin)``,
+    the origin being the base URL's scheme, host and port), shared by every client of this
+    process that asks for it while any of them is alive, so that several clients of one
+    client id learn one rate."""
     with _SHARED_LOCK:
         limiter = _SHARED.get(key)
         if limiter is None:
