@@ -1,6 +1,7 @@
 """The least OAuth2 scope each endpoint needs.
 
-Source: the "Scopes" line of each endpoint in the seeds (ENDPOINTS.md index). Reading of quirk Q6:
+Source: the "Required Scopes" of each endpoint in Upvest's API reference, gathered in the index
+of ``docs/guides/api-readings.md`` (endpoints E1 to E17). Reading Q6 of that page:
 the GET endpoints of /portfolios print ``portfolios:readportfolios:admin``; the SDK reads this as
 "either scope is enough" and asks for the lesser one, ``portfolios:read``. A cached token granted
 ``portfolios:admin`` is also used for those reads (see :func:`satisfies`).
@@ -42,7 +43,7 @@ def required_scope(method: str, path: str) -> str | None:
     ``/accounts/{account_id}/positions...`` (E16, E17): ``positions:read``. ``/portfolios...``
     (E1 to E15): ``portfolios:read`` for GET, ``portfolios:admin`` otherwise.
     ``GET /auth/verify_keys`` (the webhook JWKS): ``webhooks:read`` (``webhooks:admin`` also
-    satisfies it). ``/webhooks...`` (subscriptions, WEBHOOKS.md): ``webhooks:read`` for GET,
+    satisfies it). ``/webhooks...`` (subscriptions, reading W4): ``webhooks:read`` for GET,
     ``webhooks:admin`` otherwise. Unknown paths get ``None`` (the configured scopes are used).
     """
     if path == TOKEN_PATH:

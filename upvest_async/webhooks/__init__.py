@@ -11,8 +11,9 @@
 - Errors: :class:`WebhookVerificationError` (``.reason``, see :data:`REASONS`) and
   :class:`WebhookPayloadError`.
 
-Source: WEBHOOKS.md (project reference), docs.upvest.co "Implementing a webhook handler" and
-"Implementing HTTP Message Signatures v6", ``upvestco/httpsignature-proxy`` v1.3.8.
+Source: the project's API readings, ``docs/guides/api-readings.md`` (webhooks W1 to W12);
+docs.upvest.co "Implementing a webhook handler" and "Implementing HTTP Message Signatures v6";
+``upvestco/httpsignature-proxy`` v1.3.8.
 """
 
 from ..models.webhooks import (

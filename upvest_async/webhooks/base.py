@@ -1,9 +1,9 @@
 """The v6 signature base and the ``digest`` header, as Upvest's webhook signer builds them.
 
 Source: ``upvestco/httpsignature-proxy`` v1.3.8 (``service/signer/material/material.go``) and
-docs.upvest.co "Implementing HTTP Message Signatures v6"; see WEBHOOKS.md in the project's
-reference material. One line per covered component, ``name: value`` with the name **not**
-quoted, joined by ``\\n``; then ``@signature-params: <params>`` where ``<params>`` is the
+docs.upvest.co "Implementing HTTP Message Signatures v6"; reading W5 of
+``docs/guides/api-readings.md``. One line per covered component, ``name: value``, the name
+**not** quoted, joined by ``\\n``; then ``@signature-params: <params>`` where ``<params>`` is the
 ``signature-input`` member value verbatim; no trailing newline. Pure functions, no I/O.
 """
 

@@ -1,6 +1,6 @@
 """Parsing a verified webhook body ``{"payload": [event, ...]}`` into :class:`WebhookEvent`.
 
-Source: WEBHOOKS.md ("Delivery", "Events of the Portfolios and Positions APIs"). Known types get
+Source: ``docs/guides/api-readings.md``, W2 (delivery) and W3 (event types). Known types get
 typed objects through the package converter (unknown fields, like ``available_for_instruction``
 or ``settled_quantity`` of a position, are ignored); other types keep their object as parsed
 JSON. Numbers with a fraction parse as :class:`~decimal.Decimal`, never ``float``.

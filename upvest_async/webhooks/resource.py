@@ -1,7 +1,8 @@
 """``client.webhooks``: Upvest's webhook verification keys and verified, typed events.
 
 Source: API reference "Webhook Subscriptions", "Get signing keys" (``GET /auth/verify_keys``,
-scope ``webhooks:read``); WEBHOOKS.md.
+scope ``webhooks:read``; https://docs.upvest.co/api/Webhook-Subscriptions); reading W7 of
+``docs/guides/api-readings.md``.
 """
 
 from __future__ import annotations

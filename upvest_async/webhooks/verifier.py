@@ -6,7 +6,8 @@ coverage: ``@method``, ``@path``, ``digest`` when there is a body and ``@query``
 query; every covered header present, given once, without control characters; ``created`` /
 ``expires`` against the clock with ``max_skew``; ``digest`` (``SHA-256=``) against the body;
 the key named by ``keyid``; ECDSA P-521/SHA-512 over the rebuilt base (:mod:`.base`); and the
-nonce against the replay cache (:mod:`.replay`). Source: WEBHOOKS.md, "Signatures".
+nonce against the replay cache (:mod:`.replay`). Source: ``docs/guides/api-readings.md``, W5 to
+W12 (the v6 signature and how the SDK reads its sources' disagreements).
 """
 
 from __future__ import annotations
