@@ -28,14 +28,14 @@ __all__ = [
     "isin_check_digit_ok",
 ]
 
-#: ISIN syntax (ISO 6166), seed 002 S12.
+#: ISIN syntax (ISO 6166), S12.
 ISIN_PATTERN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
-#: A uuid of the seed's instrument id patterns (E17 path, S7 ``UPVEST`` items): the version digit
-#: 0 to 5 and the variant digit 0, 8, 9, a or b, as there; the dashes the seed leaves optional
+#: A uuid of the API's instrument id patterns (E17 path, S7 ``UPVEST`` items): the version digit
+#: 0 to 5 and the variant digit 0, 8, 9, a or b, as there; the dashes the API leaves optional
 #: are required (the one rule for ids, :mod:`upvest_async.ids`).
 _INSTRUMENT_UUID = (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-5][0-9a-fA-F]{3}-[089abAB][0-9a-fA-F]{3}"
                     r"-[0-9a-fA-F]{12}")
-#: E17 path ``instrument_id``: ``isin:`` or ``uuid:`` URN (optionally ``urn:`` first), seed 002.
+#: E17 path ``instrument_id``: ``isin:`` or ``uuid:`` URN (optionally ``urn:`` first), Q18.
 _INSTRUMENT_PATH_ID = re.compile(
     rf"(?P<urn>urn:)?(?:isin:[A-Z]{{2}}[A-Z0-9]{{9}}[0-9]|uuid:(?P<uuid>{_INSTRUMENT_UUID}))"
 )
@@ -68,12 +68,12 @@ def isin_check_digit_ok(isin: str) -> bool:
 def instrument_path_id(value: object) -> str:
     """Normalise an instrument id for the E17 path: ``isin:<ISIN>`` or ``uuid:<UUID>``.
 
-    Accepts the seed's URN forms (``isin:US0378331005``, ``urn:isin:...``, ``uuid:...``,
+    Accepts the API's URN forms (``isin:US0378331005``, ``urn:isin:...``, ``uuid:...``,
     ``urn:uuid:...``), a bare ISIN (prefixed with ``isin:``) or a bare UUID /
     :class:`uuid.UUID` (prefixed with ``uuid:``). A UUID, bare or in a URN, follows the rule for
     ids a user gives (:mod:`upvest_async.ids`: the 8-4-4-4-12 layout, either case) and is sent
     in lower case; in a URN its version digit is also 0 to 5 and its variant digit 0, 8, 9, a
-    or b (the seed's pattern). Raises :class:`ValidationError` otherwise.
+    or b (the API's pattern, reading Q18). Raises :class:`ValidationError` otherwise.
     """
     if isinstance(value, uuid.UUID):
         return f"uuid:{user_uuid_text(value)}"
@@ -99,7 +99,7 @@ def instrument_path_id(value: object) -> str:
 WEIGHT_PATTERN = re.compile(r"(100|[0-9]{1,2}(\.[0-9]{1,5})?)")
 #: ``cash_amount`` of a portfolio order (E10); the SDK also refuses ``""`` and ``".5"`` (Q8).
 CASH_AMOUNT_PATTERN = re.compile(r"[0-9]{1,63}(\.[0-9]{1,27})?")
-#: An Upvest instrument uuid in an allocation item (S7, the seed's own uuid regex, Q18, with the
+#: An Upvest instrument uuid in an allocation item (S7, the API's own uuid regex, Q18, with the
 #: dashes required: the rule for ids, :mod:`upvest_async.ids`); sent in lower case.
 UPVEST_ID_PATTERN = re.compile(_INSTRUMENT_UUID)
 #: Syntax accepted for request enum values: the known ones, and future ones the API may add.
