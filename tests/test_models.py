@@ -1,5 +1,5 @@
-"""The seeds' response examples decode into the models; converter rules (Decimal, enums,
-timestamps, optional uuids) hold."""
+"""The response examples of Upvest's API reference (E1 to E17 of docs/guides/api-readings.md)
+decode into the models; converter rules (Decimal, enums, timestamps, optional uuids) hold."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from upvest_async.converter import structure, unstructure
 from upvest_async.pagination import parse_page
 
 EXAMPLES = json.loads(
-    (Path(__file__).parent / "fixtures" / "seed_response_examples.json").read_text()
+    (Path(__file__).parent / "fixtures" / "api_response_examples.json").read_text()
 )["examples"]
 
 LISTS: dict[str, type[Any]] = {
