@@ -1,6 +1,6 @@
 """The typed fast path for positions (``upvest_async.pagination.positions``) against the
 converter: the same acceptance, equal objects of the same types, the same errors with the
-same field paths, on the seeds' examples and on hypothesis-generated pages."""
+same field paths, on the API's examples and on hypothesis-generated pages."""
 
 from __future__ import annotations
 

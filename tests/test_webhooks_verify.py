@@ -20,7 +20,7 @@ from upvest_async import UpvestError, WebhookKeys, WebhookVerificationError, Web
 from upvest_async.webhooks import REASONS, ReplayCache, signature_base
 from upvest_async.webhooks.params import parse_signature_headers
 
-# A copy of shared/reference/webhooks_v6_fixtures/ (requests signed by Upvest's own signer).
+# Requests signed by Upvest's own signer, httpsignature-proxy v1.3.8 (see the README there).
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "webhooks_v6"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*_*.json"))
 GOOD = [name for name in NAMES if not name.startswith("quirk_")]

@@ -1,7 +1,7 @@
 """Positions pages decoded by msgspec (``upvest_async.pagination.wire``) against the JSON path
 they replace: for every body, with the compiled builder and without it, the same page (meta
 and typed positions) or the same error with the same message and field path. Hypothesis
-builds bodies of the seed's shape, with extra keys, missing and mistyped fields, odd escapes,
+builds bodies of the API's shape, with extra keys, missing and mistyped fields, odd escapes,
 and bytes flipped, inserted or cut."""
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_an_empty_page_is_empty() -> None:
 
 @st.composite
 def items(draw: st.DrawFn) -> Any:
-    """Mostly positions of the exact seed shape (valid, or with one malformed value), some of
+    """Mostly positions of the exact API shape (valid, or with one malformed value), some of
     any shape at all (extra fields, missing ones, other types: test_records' strategy)."""
     kind = draw(st.integers(0, 9))
     if kind == 0:
