@@ -125,7 +125,7 @@ async def test_allocations_are_seeded_from_the_tenant(sandbox: Sandbox, client: 
         assert sum(Decimal(item["weight"]) for item in allocation["allocation"]) == 1
         assert all(item["instrument_id_type"] == "ISIN" and item["instrument_id"] in isins
                    for item in allocation["allocation"])
-    # Deterministic from the seed.
+    # Deterministic from the tenant's seed.
     again = PortfolioStore(Tenant(accounts=4, positions_per_account=1200, seed=7),
                            SandboxCounters())
     assert again.allocations == sandbox.state.portfolios.allocations
@@ -238,7 +238,7 @@ async def test_update_allocation(sandbox: Sandbox, client: UpvestClient) -> None
 
 
 async def test_update_allocation_without_idempotency_key(sandbox: Sandbox) -> None:
-    """The seed prints no idempotency-key on E4 (Q15): a PUT without one just runs."""
+    """Upvest's reference prints no idempotency-key on E4 (Q15): a PUT without one just runs."""
     allocation_id = next(iter(sandbox.state.portfolios.allocations))
     body = json.dumps({"allocation": ITEMS[:1]}).encode()
     for _ in range(2):
