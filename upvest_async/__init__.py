@@ -3,6 +3,11 @@
 Public surface: :class:`UpvestClient`, the models, the error hierarchy, webhook verification
 and receiving (:mod:`upvest_async.webhooks`), and the embedded sandbox in
 :mod:`upvest_async.sandbox`.
+
+Sources: docstrings cite Upvest's public pages (https://docs.upvest.co/...), RFCs by section,
+and the project's API readings page, ``docs/guides/api-readings.md``, which defines the short
+codes used in docstrings and comments: E1 to E17 (endpoints), W1 to W12 (webhooks), S0 to S13
+(shared shapes) and Q2 to Q20 (readings of the reference's ambiguities).
 """
 
 from typing import TYPE_CHECKING, Any
