@@ -1,4 +1,5 @@
-"""Streaming over offset/limit list endpoints (``data`` + ``meta``; ENDPOINTS.md S4, S5).
+"""Streaming over offset/limit list endpoints (``data`` + ``meta``; S4 and S5 of the API readings,
+``docs/guides/api-readings.md``).
 
 ``async for item in paginator`` yields every item in order; ``paginator.pages()`` yields
 :class:`~upvest_async.models.Page` objects (``items`` and ``meta``). Nothing is sent before
