@@ -361,7 +361,8 @@ _DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 class PaginationError(UpvestError):
     """Paging through a list went wrong: a malformed page, or (with ``strict=True``) a list
-    that changed while it was read (checks of ``meta``, ENDPOINTS.md S4/S5).
+    that changed while it was read (checks of ``meta``: S4 and S5 of the API readings page,
+``docs/guides/api-readings.md``).
 
     Attributes: ``reason``; ``path``; ``offset`` (the offset of the next item the paginator
     would have delivered: pass it as ``offset=`` to resume); ``total_count`` (the total the
