@@ -3,7 +3,7 @@
     python benchmarks/rebalance.py [--accounts 1000] [--latency-ms 50] [--concurrency 16 64]
 
 For each concurrency it starts a fresh sandbox in a child process, runs
-``client.portfolios.rebalancings.trigger_many`` over every configured account with a batch id,
+``upvest_async.jobs.trigger_many`` over every configured account with a batch id,
 and prints triggers per second, the ceiling (concurrency / latency), token requests and the
 executions the sandbox created. Then it runs the same batch again: it must create nothing.
 """
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_process import SandboxProcess
 
 from upvest_async import UpvestClient
+from upvest_async.jobs import trigger_many
 from upvest_async.sandbox.tenant import Tenant
 
 
@@ -28,8 +29,7 @@ async def trigger(settings: dict[str, object], accounts: list[str], concurrency:
                   batch: str) -> tuple[float, int, int]:
     async with UpvestClient(**settings, scopes=["portfolios:admin"]) as client:  # type: ignore[arg-type]
         started = time.perf_counter()
-        results = await client.portfolios.rebalancings.trigger_many(
-            accounts, concurrency=concurrency, batch_id=batch)
+        results = await trigger_many(client, accounts, concurrency=concurrency, batch_id=batch)
         seconds = time.perf_counter() - started
         failed = sum(r.status != "triggered" for r in results)
         return seconds, failed, client.stats.token_requests

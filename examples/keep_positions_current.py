@@ -26,6 +26,7 @@ import uuid
 from aiohttp import web
 
 from upvest_async import Position, UpvestClient, WebhookEvent
+from upvest_async.jobs import trigger_many
 from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.webhooks import RECEIVER_KEY, WebhookEventType, webhook_app
 
@@ -64,7 +65,7 @@ async def trade_in_the_sandbox(client: UpvestClient, accounts: list[uuid.UUID]) 
         for side, cash in (("BUY", "2500.00"), ("SELL", "800.00")):
             await client.portfolios.orders.create(
                 user_id=USER, account_id=account, cash_amount=cash, side=side)
-    await client.portfolios.rebalancings.trigger_many(accounts[: len(accounts) // 2 or 1])
+    await trigger_many(client, accounts[: len(accounts) // 2 or 1])
 
 
 async def main(faults: bool) -> int:

@@ -12,11 +12,11 @@ import pytest
 
 from upvest_async import (
     AuthenticationError,
+    InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
     Position,
     UpvestClient,
-    ValidationError,
 )
 from upvest_async.converter import unstructure
 from upvest_async.sandbox import Sandbox
@@ -79,15 +79,15 @@ async def test_not_found_is_a_typed_error_with_problem_details(
 async def test_bad_input_raises_before_anything_is_sent(
     sandbox: Sandbox, client: UpvestClient
 ) -> None:
-    with pytest.raises(ValidationError, match="account_id"):
+    with pytest.raises(InvalidInputError, match="account_id"):
         client.positions.list("not-a-uuid")
-    with pytest.raises(ValidationError, match="instrument_id"):
+    with pytest.raises(InvalidInputError, match="instrument_id"):
         await client.positions.retrieve(sandbox.tenant.account_ids[0], "isin:us0378331005")
-    with pytest.raises(ValidationError, match="limit"):
+    with pytest.raises(InvalidInputError, match="limit"):
         client.positions.list(sandbox.tenant.account_ids[0], page_size=1001)
-    with pytest.raises(ValidationError, match="offset"):
+    with pytest.raises(InvalidInputError, match="offset"):
         client.positions.list(sandbox.tenant.account_ids[0], offset=-1)
-    with pytest.raises(ValidationError, match="account_id"):
+    with pytest.raises(InvalidInputError, match="account_id"):
         [p async for p in client.positions.export([sandbox.tenant.account_ids[0], "nope"])]
     assert len(sandbox.state.journal) == 0
 

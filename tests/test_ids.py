@@ -30,10 +30,10 @@ from tests.keys import p521_key, pem
 from tests.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import (
     ConfigurationError,
+    InvalidInputError,
     Position,
     ResponseValidationError,
     UpvestClient,
-    ValidationError,
     WebhookEvent,
     WebhookPayloadError,
     WebhookVerifier,
@@ -138,7 +138,7 @@ def test_user_ids_are_refused_or_read_as_themselves_in_lower_case(text: str) -> 
     try:
         parsed = user_uuid(text)
     except ValueError:
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidInputError):
             check_uuid("account_id", text)
         with pytest.raises(PreflightError):
             read_accounts([text], None)
@@ -154,7 +154,7 @@ def test_instrument_ids_are_refused_or_their_own_uuid_in_lower_case(text: str,
     given = prefix + text
     try:
         path_id = instrument_path_id(given)
-    except ValidationError:
+    except InvalidInputError:
         return
     if path_id.startswith(("isin:", "urn:isin:")):
         assert path_id.endswith(given)
@@ -170,7 +170,7 @@ def test_upvest_allocation_items_are_refused_or_their_own_uuid_in_lower_case(tex
     item = {"instrument_id": text, "instrument_id_type": "UPVEST", "weight": "1"}
     try:
         sent = check_allocation_items("allocation", [item])
-    except ValidationError:
+    except InvalidInputError:
         return
     assert sent[0]["instrument_id"] == text.lower()
 
@@ -181,10 +181,10 @@ def test_the_loose_forms_are_refused_everywhere(text: str) -> None:
         api_uuid(text)
     with pytest.raises(ValueError):
         user_uuid(text)
-    with pytest.raises(ValidationError, match="account_id"):
+    with pytest.raises(InvalidInputError, match="account_id"):
         check_uuid("account_id", text)
     if not text.startswith(("uuid:", "urn:uuid:")):  # (instrument URNs of a canonical uuid)
-        with pytest.raises(ValidationError, match="instrument_id"):
+        with pytest.raises(InvalidInputError, match="instrument_id"):
             instrument_path_id(text)
     with pytest.raises(PreflightError, match="is not an account id"):
         read_accounts([text], None)
@@ -226,7 +226,7 @@ def test_other_types() -> None:
             api_uuid(value)
         with pytest.raises(TypeError):
             user_uuid(value)
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidInputError):
             check_uuid("account_id", value)
 
 
@@ -241,7 +241,7 @@ def test_instrument_path_forms() -> None:
     assert instrument_path_id("US0378331005") == "isin:US0378331005"
     for text in ("uuid:" + upper.replace("-", ""), "uuid:{" + upper + "}", "uuid: " + upper,
                  "uuid:" + upper + "\n", "urn:uuid:" + upper.replace("-", "")):
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidInputError):
             instrument_path_id(text)
 
 
@@ -389,12 +389,12 @@ async def test_a_bad_id_given_by_the_user_is_refused_before_anything_is_sent(
 ) -> None:
     async with hostile.client() as client:
         for bad in LOOSE:
-            with pytest.raises(ValidationError, match="account_id"):
+            with pytest.raises(InvalidInputError, match="account_id"):
                 await _list_of(client, bad)
-            with pytest.raises(ValidationError, match="account_id"):
+            with pytest.raises(InvalidInputError, match="account_id"):
                 [p async for p in client.positions.export([ACCOUNT, bad])]
             if not bad.startswith(("uuid:", "urn:uuid:")):  # (instrument URNs)
-                with pytest.raises(ValidationError, match="instrument_id"):
+                with pytest.raises(InvalidInputError, match="instrument_id"):
                     await client.positions.retrieve(ACCOUNT, bad)
     assert hostile.api_requests == [] and hostile.token_requests == 0
 

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from upvest_async import PaginationError, Position, UpvestClient, ValidationError
+from upvest_async import InvalidInputError, PaginationError, Position, UpvestClient
 from upvest_async.converter import converter, structure, unstructure
 from upvest_async.errors import ResponseValidationError
 from upvest_async.models import Instrument
@@ -267,7 +267,7 @@ async def test_max_items_offset_resume_and_page_metas(
 async def test_paging_options_are_validated(
     sandbox: Sandbox, client: UpvestClient, option: str, value: Any
 ) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError):
         client.positions.list(sandbox.tenant.account_ids[0], **{option: value})
 
 
@@ -649,9 +649,9 @@ async def test_gate_gives_turns_in_delivery_order_within_its_bounds() -> None:
 async def test_export_checks_every_id_before_sending(
     sandbox: Sandbox, client: UpvestClient
 ) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError):
         [p async for p in client.positions.export([sandbox.tenant.account_ids[0], "nope"])]
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError):
         client.positions.export_pages(sandbox.tenant.account_ids, concurrency=0)
     assert sandbox.counters.requests == 0
 
@@ -661,19 +661,19 @@ async def test_every_export_refuses_a_bad_concurrency_before_sending(
     sandbox: Sandbox, client: UpvestClient, concurrency: Any
 ) -> None:
     accounts = sandbox.tenant.account_ids[:2]
-    with pytest.raises(ValidationError, match="concurrency"):
+    with pytest.raises(InvalidInputError, match="concurrency"):
         client.positions.export_pages(accounts, concurrency=concurrency)
     for method in (client.positions.export, client.positions.export_accounts,
                    client.positions.export_records):
-        with pytest.raises(ValidationError, match="concurrency"):
+        with pytest.raises(InvalidInputError, match="concurrency"):
             [x async for x in method(accounts, concurrency=concurrency)]
     assert sandbox.counters.requests == 0
 
 
 async def test_chain_pages_validates_its_limits() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError):
         chain_pages([], concurrency=0)
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidInputError):
         chain_pages([], concurrency=2, window=0)
     assert [x async for x in chain_pages([], concurrency=2)] == []
 

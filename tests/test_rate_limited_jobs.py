@@ -21,7 +21,7 @@ from upvest_async import (
     RetryPolicy,
 )
 from upvest_async.converter import unstructure
-from upvest_async.jobs.batch import trigger_many
+from upvest_async.jobs import trigger_many
 from upvest_async.sandbox import Sandbox
 
 CLI = [sys.executable, "-m", "upvest_async"]
@@ -45,8 +45,8 @@ async def test_a_batch_under_the_limit_triggers_each_account_once() -> None:
     async with Sandbox(accounts=40, positions_per_account=1, seed=12, rate_limit=20) as sandbox:
         accounts = sandbox.tenant.account_ids
         async with sandbox.client(retry_policy=FAST, max_retries=0) as client:
-            results = await trigger_many(client.portfolios.rebalancings.executions, accounts,
-                                         concurrency=32, batch_id="throttled")
+            results = await trigger_many(client, accounts, concurrency=32,
+                                         batch_id="throttled")
         assert [r.status for r in results] == ["triggered"] * 40
         assert sandbox.counters.throttled > 0
         assert len(sandbox.portfolios.executions) == 40 and sandbox.counters.duplicates == 0

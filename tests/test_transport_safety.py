@@ -19,10 +19,10 @@ from upvest_async import (
     APITimeoutError,
     ConfigurationError,
     IdempotencyKeyReusedError,
+    InvalidInputError,
     ResponseTooLargeError,
     ResponseValidationError,
     UpvestClient,
-    ValidationError,
 )
 from upvest_async.sandbox import Sandbox
 
@@ -125,7 +125,7 @@ async def test_per_call_options_and_extra_headers(sandbox: Sandbox, client: Upve
     assert sandbox.state.journal[-1].headers["x-correlation-id"] == "abc-123"
     for reserved in ("Authorization", "signature", "idempotency-key", "upvest-client-id",
                      "content-digest"):
-        with pytest.raises(ValidationError, match="extra_headers"):
+        with pytest.raises(InvalidInputError, match="extra_headers"):
             await client.portfolios.configurations.retrieve(
                 account, extra_headers={reserved: "x"})
     view = client.with_options(extra_headers={"x-tenant-tag": "t1"}, max_retries=0)

@@ -1,7 +1,7 @@
-"""Property: bad input to any public method raises ValidationError and sends nothing.
+"""Property: bad input to any public method raises InvalidInputError and sends nothing.
 
 The client points at a closed port with no retries, and its counters must stay at zero: a
-request that slipped out would surface as APIConnectionError instead of ValidationError.
+request that slipped out would surface as APIConnectionError instead of InvalidInputError.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upvest_async import UpvestClient, ValidationError
+from upvest_async import InvalidInputError, UpvestClient
 from upvest_async.validation import (
     CASH_AMOUNT_PATTERN,
     ISIN_PATTERN,
@@ -174,7 +174,7 @@ def test_bad_input_raises_validation_error_and_sends_nothing(data: st.DataObject
         async with client:
             try:
                 await _call(method_of(client), {**valid, argument: value})
-            except ValidationError as error:
+            except InvalidInputError as error:
                 assert error.field and error.rule
             else:
                 raise AssertionError(f"{name}({argument}={value!r}) was accepted")
@@ -186,11 +186,11 @@ def test_bad_input_raises_validation_error_and_sends_nothing(data: st.DataObject
 def test_validation_error_names_the_field_and_rule() -> None:
     client = UpvestClient(client_id=ID, client_secret="s", key_id="k", private_key=KEY_PEM)
 
-    async def run() -> ValidationError:
+    async def run() -> InvalidInputError:
         try:
             await client.portfolios.allocations.create(
                 allocation=[ITEM, {**ITEM, "weight": "0.123456"}])
-        except ValidationError as error:
+        except InvalidInputError as error:
             return error
         raise AssertionError("accepted")
 

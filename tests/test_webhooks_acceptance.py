@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from upvest_async import Position, UpvestClient, WebhookEvent
+from upvest_async.jobs import trigger_many
 from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.webhooks import RECEIVER_KEY, WebhookEventType, webhook_app
 
@@ -77,7 +78,7 @@ async def trade(client: UpvestClient, accounts: list[uuid.UUID], tag: int = 0) -
         for side, cash in (("BUY", "1500.25"), ("SELL", "400"), ("BUY", "0.05")):
             await client.portfolios.orders.create(
                 user_id=USER, account_id=account, cash_amount=f"{cash}{i}{tag}", side=side)
-    results = await client.portfolios.rebalancings.trigger_many(accounts[:2])
+    results = await trigger_many(client, accounts[:2])
     assert all(result.status == "triggered" for result in results), results
 
 

@@ -25,6 +25,8 @@ from .errors import (
     IdempotencyKeyInProgressError,
     IdempotencyKeyReusedError,
     InternalServerError,
+    InvalidInputError,
+    InvalidResponseError,
     LocalRateLimitError,
     NotAcceptableError,
     NotFoundError,
@@ -36,7 +38,6 @@ from .errors import (
     SigningKeyError,
     UnprocessableEntityError,
     UpvestError,
-    ValidationError,
 )
 from .models import (
     AllocationItem,
@@ -122,6 +123,8 @@ __all__ = [
     "Instrument",
     "InstrumentIdType",
     "InternalServerError",
+    "InvalidInputError",
+    "InvalidResponseError",
     "LocalRateLimitError",
     "MemoryEventStore",
     "Meta",
@@ -158,7 +161,6 @@ __all__ = [
     "UnprocessableEntityError",
     "UpvestClient",
     "UpvestError",
-    "ValidationError",
     "WebhookEvent",
     "WebhookEventType",
     "WebhookKeys",

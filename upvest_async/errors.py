@@ -5,12 +5,14 @@ never contains a secret (client secret, access token, private key or passphrase)
 
 - :class:`ConfigurationError`: bad client configuration, raised at construction
   (:class:`SigningKeyError` for an unusable private key).
-- :class:`ValidationError`: bad input to a method, raised before anything is sent.
+- :class:`InvalidInputError`: bad input to a method, refused before anything is sent.
 - :class:`APIStatusError`: the API answered with a non-2xx status; one subclass per status,
-  carrying the RFC 9457 problem details of the body.
+  carrying the RFC 9457 problem details of the body (parsed by :mod:`upvest_async.problems`).
 - :class:`APIConnectionError` / :class:`APITimeoutError`: no usable response was received.
-- :class:`ResponseValidationError`: a 2xx body that is not strict JSON or does not match the
-  documented model.
+- :class:`InvalidResponseError`: what the server sent cannot be used:
+  :class:`ResponseValidationError` (a 2xx body that is not strict JSON or does not match the
+  documented model), :class:`ResponseTooLargeError` (a body over the client's limit) and
+  :class:`PaginationError` (list pages that do not fit together).
 
 Text a server provided (problem details, bodies, headers, request ids, quoted values) passes
 through :func:`upvest_async.redaction.redact` before it is placed in an error, so a server that
@@ -38,6 +40,8 @@ __all__ = [
     "IdempotencyKeyInProgressError",
     "IdempotencyKeyReusedError",
     "InternalServerError",
+    "InvalidInputError",
+    "InvalidResponseError",
     "LocalRateLimitError",
     "NotAcceptableError",
     "NotFoundError",
@@ -49,7 +53,6 @@ __all__ = [
     "SigningKeyError",
     "UnprocessableEntityError",
     "UpvestError",
-    "ValidationError",
     "parse_retry_after",
 ]
 
@@ -71,8 +74,9 @@ class SigningKeyError(ConfigurationError):
     """
 
 
-class ValidationError(UpvestError, ValueError):
-    """Input to an SDK method breaks a documented rule; nothing was sent.
+class InvalidInputError(UpvestError, ValueError):
+    """Input to an SDK method breaks a documented rule; it was refused before anything was
+    sent. (What a server sends is checked by :class:`InvalidResponseError`'s subclasses.)
 
     Attributes: ``field`` (the API's field or parameter name) and ``rule`` (the rule broken).
     """
@@ -126,12 +130,23 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message)
 
 
-class ResponseTooLargeError(UpvestError):
+class InvalidResponseError(UpvestError):
+    """What a server sent cannot be used: a body over the client's limit
+    (:class:`ResponseTooLargeError`), a body that is not strict JSON or does not match the
+    documented model (:class:`ResponseValidationError`), or list pages that do not fit
+    together (:class:`PaginationError`). The request was sent and answered; the fault lies
+    with the answer. ``request_id``: the answer's ``upvest-request-id``, when known.
+    """
+
+    request_id: str | None = None
+
+
+class ResponseTooLargeError(InvalidResponseError):
     """A response body exceeded the client's ``max_response_bytes``; it was not read further
     and the call is not retried."""
 
 
-class ResponseValidationError(UpvestError):
+class ResponseValidationError(InvalidResponseError):
     """A 2xx response body (an API answer, a list page or the access token answer) cannot be
     decoded (not strict JSON: see :mod:`upvest_async.json_body`) or does not match the
     documented model (a missing field, a wrong type, a malformed access token).
@@ -157,7 +172,9 @@ class APIStatusError(UpvestError):
     ``upvest-request-id`` header), ``body`` (the raw response bytes), ``headers``, ``attempts``
     (how many attempts the call made) and ``token_request`` (the answer of the access token
     request, already retried for every call waiting for that token). Known secrets are
-    redacted from ``body``, ``headers`` and the problem details.
+    redacted from ``body``, ``headers`` and the problem details. Made by
+    :func:`upvest_async.problems.status_error`, which parses the body's ``problem`` details
+    once (``None``: none).
     """
 
     token_request: bool = False
@@ -180,7 +197,7 @@ class APIStatusError(UpvestError):
         self.headers = {name: redact(value) for name, value in headers.items()}
         self.attempts = attempts
         if problem is None:
-            problem = parse_problem(body)
+            problem = {}
 
         def text(key: str) -> str | None:
             value = problem.get(key)
@@ -278,62 +295,6 @@ class InternalServerError(APIStatusError):
     """5xx: the API failed to handle the request."""
 
 
-_BY_STATUS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    406: NotAcceptableError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-
-
-#: Problem ``type`` values that select a more specific class than the status alone.
-_BY_PROBLEM_TYPE: dict[tuple[int, str], type[APIStatusError]] = {
-    (409, "idempotency_key_in_progress"): IdempotencyKeyInProgressError,
-    (422, "idempotency_key_reused"): IdempotencyKeyReusedError,
-}
-
-
-def parse_problem(body: bytes) -> dict[str, Any]:
-    """The problem-details object of an error body (RFC 9457); ``{}`` when it is not one
-    (not JSON by :func:`upvest_async.json_body.parse_json`'s rules, or not an object)."""
-    from .json_body import parse_json  # (json_body imports this module)
-
-    if not body:
-        return {}
-    try:
-        parsed = parse_json(body, what="error body")
-    except ResponseValidationError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def status_error(
-    *,
-    status: int,
-    method: str,
-    path: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    attempts: int = 1,
-) -> APIStatusError:
-    """The :class:`APIStatusError` for a non-2xx answer: the subclass of its status, or of its
-    problem ``type`` (matched on the last path segment, so a URL works as well as a bare slug).
-    The body is parsed once."""
-    problem = parse_problem(body)
-    cls: type[APIStatusError] = InternalServerError if status >= 500 else _BY_STATUS.get(
-        status, APIStatusError)
-    problem_type = problem.get("type")
-    if isinstance(problem_type, str):
-        slug = problem_type.rstrip("/").rsplit("/", 1)[-1]
-        cls = _BY_PROBLEM_TYPE.get((status, slug), cls)
-    return cls(status=status, method=method, path=path, body=body, headers=headers,
-               attempts=attempts, problem=problem)
-
-
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Parse ``Retry-After`` (RFC 9110, section 10.2.3) into seconds from ``now``.
 
@@ -359,7 +320,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 _DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
-class PaginationError(UpvestError):
+class PaginationError(InvalidResponseError):
     """Paging through a list went wrong: a malformed page, or (with ``strict=True``) a list
     that changed while it was read (checks of ``meta``: S4 and S5 of the API readings page,
 ``docs/guides/api-readings.md``).

@@ -35,8 +35,9 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from .errors import APIConnectionError, APIStatusError, ResponseValidationError, status_error
+from .errors import APIConnectionError, APIStatusError, ResponseValidationError
 from .json_body import parse_json
+from .problems import status_error
 from .ratelimit import RateLimiter
 from .redaction import Secrets
 from .retries import RetryBudget, RetryPolicy, is_retryable

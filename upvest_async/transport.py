@@ -30,11 +30,11 @@ from yarl import URL
 from .errors import (
     APIConnectionError,
     APITimeoutError,
+    InvalidInputError,
     ResponseTooLargeError,
     TimeoutLimit,
-    ValidationError,
-    status_error,
 )
+from .problems import status_error
 from .ratelimit import RateLimiter
 from .redaction import redact
 from .responses import RawResponse, record_response
@@ -80,14 +80,14 @@ class RequestOptions(TypedDict, total=False):
 
 
 def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Validate ``extra_headers``: strings only, none reserved. Raises ValidationError."""
+    """Validate ``extra_headers``: strings only, none reserved. Raises InvalidInputError."""
     checked = {}
     for name, value in headers.items():
         lower = str(name).lower()
         if lower in RESERVED_HEADERS or lower.startswith("upvest-"):
-            raise ValidationError("extra_headers", f"{lower} is set by the SDK")
+            raise InvalidInputError("extra_headers", f"{lower} is set by the SDK")
         if not isinstance(value, str) or "\n" in value or "\r" in value:
-            raise ValidationError("extra_headers", f"{lower} must be a one-line string")
+            raise InvalidInputError("extra_headers", f"{lower} must be a one-line string")
         checked[lower] = value
     return checked
 
@@ -232,10 +232,10 @@ class Transport:
             try:
                 policy = attrs.evolve(policy, **changes)
             except (TypeError, ValueError) as exc:
-                raise ValidationError("options", str(exc)) from None
+                raise InvalidInputError("options", str(exc)) from None
         timeout = options.get("timeout", self.limits.timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValidationError("timeout", "must be a positive number of seconds")
+            raise InvalidInputError("timeout", "must be a positive number of seconds")
 
         async def send(seconds: float, deadline: float | None, attempt: int) -> RawResponse:
             return await self._attempt(method, path, url, headers, body, seconds, attempt,

@@ -1,5 +1,8 @@
-"""Input checks run before anything is sent; each failure is a :class:`ValidationError`
-naming the API's field and the rule."""
+"""Input checks run before anything is sent; each failure is a :class:`InvalidInputError`
+naming the API's field and the rule.
+
+The codes in the comments (E17, S7, Q18, ...) are defined in ``docs/guides/api-readings.md``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from .errors import ValidationError
+from .errors import InvalidInputError
 from .ids import UUID_PATTERN, user_uuid_text
 
 __all__ = [
@@ -42,7 +45,7 @@ _INSTRUMENT_PATH_ID = re.compile(
 
 
 def check_uuid(field: str, value: object) -> str:
-    """Return ``value`` as a canonical lower-case uuid string, or raise :class:`ValidationError`.
+    """Return ``value`` as a canonical lower-case uuid string, or raise :class:`InvalidInputError`.
 
     Accepts a :class:`uuid.UUID`, or a string in the canonical 8-4-4-4-12 layout, either case
     (the rule for ids a user gives, :func:`upvest_async.ids.user_uuid`): no braces, no
@@ -51,7 +54,7 @@ def check_uuid(field: str, value: object) -> str:
     try:
         return user_uuid_text(value)
     except (TypeError, ValueError):
-        raise ValidationError(
+        raise InvalidInputError(
             field, f"must be a UUID (8-4-4-4-12 hex digits), got {value!r:.60}") from None
 
 
@@ -73,7 +76,7 @@ def instrument_path_id(value: object) -> str:
     :class:`uuid.UUID` (prefixed with ``uuid:``). A UUID, bare or in a URN, follows the rule for
     ids a user gives (:mod:`upvest_async.ids`: the 8-4-4-4-12 layout, either case) and is sent
     in lower case; in a URN its version digit is also 0 to 5 and its variant digit 0, 8, 9, a
-    or b (the API's pattern, reading Q18). Raises :class:`ValidationError` otherwise.
+    or b (the API's pattern, reading Q18). Raises :class:`InvalidInputError` otherwise.
     """
     if isinstance(value, uuid.UUID):
         return f"uuid:{user_uuid_text(value)}"
@@ -87,7 +90,7 @@ def instrument_path_id(value: object) -> str:
             return f"{match['urn'] or ''}uuid:{user_uuid_text(match['uuid'])}"
         if UUID_PATTERN.fullmatch(value):
             return f"uuid:{user_uuid_text(value)}"
-    raise ValidationError(
+    raise InvalidInputError(
         "instrument_id",
         f"must be an ISIN, a UUID, or an isin:/uuid: URN, got {value!r:.60}",
     )
@@ -109,23 +112,23 @@ _ENUM_TOKEN = re.compile(r"[A-Z][A-Z0-9_]*")
 def decimal_text(field: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
     """Return ``value`` (``str`` or :class:`~decimal.Decimal`) as the decimal string to send.
 
-    Floats are refused (they cannot carry an exact decimal). Raises :class:`ValidationError`
+    Floats are refused (they cannot carry an exact decimal). Raises :class:`InvalidInputError`
     naming ``field`` and ``rule`` when the text does not match ``pattern``.
     """
     if isinstance(value, bool | float):
-        raise ValidationError(field, "use a decimal string or decimal.Decimal, not a float")
+        raise InvalidInputError(field, "use a decimal string or decimal.Decimal, not a float")
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise ValidationError(field, rule)
+            raise InvalidInputError(field, rule)
         text = format(value, "f")
     elif isinstance(value, int):
         text = str(value)
     elif isinstance(value, str):
         text = value
     else:
-        raise ValidationError(field, f"must be a decimal string, got {type(value).__name__}")
+        raise InvalidInputError(field, f"must be a decimal string, got {type(value).__name__}")
     if not pattern.fullmatch(text):
-        raise ValidationError(field, f"{rule}, got {text!r:.40}")
+        raise InvalidInputError(field, f"{rule}, got {text!r:.40}")
     return text
 
 
@@ -146,23 +149,23 @@ def check_enum_token(field: str, value: object) -> str:
     add later pass; ``"buy"`` or ``""`` do not)."""
     text = value.value if isinstance(value, enum.Enum) else value
     if not isinstance(text, str) or not _ENUM_TOKEN.fullmatch(text):
-        raise ValidationError(field, f"must be an upper-case enum value, got {text!r:.40}")
+        raise InvalidInputError(field, f"must be an upper-case enum value, got {text!r:.40}")
     return text
 
 
 def check_bool(field: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValidationError(field, f"must be a bool, got {type(value).__name__}")
+        raise InvalidInputError(field, f"must be a bool, got {type(value).__name__}")
     return value
 
 
 def check_uuid_list(field: str, values: object, *, non_empty: bool = False) -> list[str]:
     """A list of uuids (any iterable but a string); ``non_empty`` requires at least one."""
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ValidationError(field, "must be a list of UUIDs")
+        raise InvalidInputError(field, "must be a list of UUIDs")
     checked = [check_uuid(f"{field}[{i}]", value) for i, value in enumerate(values)]
     if non_empty and not checked:
-        raise ValidationError(field, "must contain at least one UUID")
+        raise InvalidInputError(field, "must contain at least one UUID")
     return checked
 
 
@@ -173,11 +176,11 @@ def check_timestamp(field: str, value: object) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValidationError(
+            raise InvalidInputError(
                 field, f"must be an RFC 3339 timestamp, got {value!r:.40}"
             ) from None
     if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValidationError(field, "must be a timezone-aware datetime or RFC 3339 string")
+        raise InvalidInputError(field, "must be a timezone-aware datetime or RFC 3339 string")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -190,16 +193,16 @@ def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
     unknown dict keys are refused.
     """
     if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
-        raise ValidationError(field, "must be a list of allocation items")
+        raise InvalidInputError(field, "must be a list of allocation items")
     result = []
     for index, item in enumerate(items):
         where = f"{field}[{index}]"
         if isinstance(item, Mapping):
             unknown = set(item) - {"instrument_id", "instrument_id_type", "weight"}
             if unknown:
-                raise ValidationError(where, f"unknown fields {sorted(unknown)}")
+                raise InvalidInputError(where, f"unknown fields {sorted(unknown)}")
             if "instrument_id" not in item or "weight" not in item:
-                raise ValidationError(where, "needs instrument_id and weight")
+                raise InvalidInputError(where, "needs instrument_id and weight")
             instrument_id = item["instrument_id"]
             id_type = item.get("instrument_id_type", "ISIN")
             weight = item["weight"]
@@ -207,17 +210,17 @@ def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
             instrument_id, weight = item.instrument_id, item.weight
             id_type = getattr(item, "instrument_id_type", "ISIN")
         else:
-            raise ValidationError(where, "must be an AllocationItem or a dict")
+            raise InvalidInputError(where, "must be an AllocationItem or a dict")
         id_type_text = check_enum_token(f"{where}.instrument_id_type", id_type)
         if not isinstance(instrument_id, str):
-            raise ValidationError(f"{where}.instrument_id", "must be a string")
+            raise InvalidInputError(f"{where}.instrument_id", "must be a string")
         if id_type_text == "ISIN" and not ISIN_PATTERN.fullmatch(instrument_id):
-            raise ValidationError(f"{where}.instrument_id",
+            raise InvalidInputError(f"{where}.instrument_id",
                                   f"must be an ISIN when instrument_id_type is ISIN, got "
                                   f"{instrument_id!r:.40}")
         if id_type_text == "UPVEST":
             if not UPVEST_ID_PATTERN.fullmatch(instrument_id):
-                raise ValidationError(f"{where}.instrument_id",
+                raise InvalidInputError(f"{where}.instrument_id",
                                       f"must be an Upvest instrument UUID when "
                                       f"instrument_id_type is UPVEST, got {instrument_id!r:.40}")
             instrument_id = user_uuid_text(instrument_id)
@@ -227,12 +230,12 @@ def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
             "weight": check_weight(f"{where}.weight", weight),
         })
     if not result:
-        raise ValidationError(field, "must contain at least one item")
+        raise InvalidInputError(field, "must contain at least one item")
     return result
 
 
 def check_choice(field: str, value: object, allowed: tuple[str, ...]) -> str:
     """A list parameter with a fixed set of values (``sort``, ``order``; S4, Q9)."""
     if value not in allowed:
-        raise ValidationError(field, f"must be one of {', '.join(allowed)}, got {value!r:.40}")
+        raise InvalidInputError(field, f"must be one of {', '.join(allowed)}, got {value!r:.40}")
     return str(value)

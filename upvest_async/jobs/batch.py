@@ -1,4 +1,5 @@
-"""Bulk rebalancing: trigger executions for many accounts with bounded concurrency.
+"""Bulk rebalancing: trigger executions for many accounts with bounded concurrency
+(:func:`trigger_many`, also exported as :func:`upvest_async.jobs.trigger_many`).
 
 Re-running a batch never creates a second execution: with a ``batch_id`` each execution's
 ``idempotency-key`` is a UUIDv5 of the batch id and its accounts, so the same batch re-sends the
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from ..errors import APIConnectionError, APIStatusError, UpvestError, ValidationError
+from ..errors import APIConnectionError, APIStatusError, InvalidInputError, UpvestError
 from ..validation import check_uuid
 
 if TYPE_CHECKING:
-    from ..resources.rebalancings import Executions
+    from ..client import UpvestClient
 
 __all__ = [
     "BATCH_NAMESPACE",
@@ -79,16 +80,16 @@ def check_batch(
     batch_id: str | None,
 ) -> list[str]:
     """The canonical account ids of a batch, after checking it as :func:`trigger_many` does;
-    raises :class:`~upvest_async.ValidationError`."""
+    raises :class:`~upvest_async.InvalidInputError`."""
     if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError("concurrency", "must be an integer >= 1")
+        raise InvalidInputError("concurrency", "must be an integer >= 1")
     if not isinstance(group_size, int) or group_size < 1:
-        raise ValidationError("group_size", "must be an integer >= 1")
+        raise InvalidInputError("group_size", "must be an integer >= 1")
     if batch_id is not None and (not isinstance(batch_id, str) or not batch_id.strip()):
-        raise ValidationError("batch_id", "must be a non-empty string")
+        raise InvalidInputError("batch_id", "must be a non-empty string")
     accounts = [check_uuid(f"accounts[{i}]", a) for i, a in enumerate(account_ids)]
     if len(set(accounts)) != len(accounts):
-        raise ValidationError("accounts", "contains the same account twice")
+        raise InvalidInputError("accounts", "contains the same account twice")
     return accounts
 
 
@@ -105,7 +106,7 @@ def _groups(accounts: list[str], size: int) -> list[list[str]]:
 
 
 async def trigger_many(
-    executions: Executions,
+    client: UpvestClient,
     account_ids: Iterable[str | uuid.UUID],
     *,
     concurrency: int = 16,
@@ -118,7 +119,12 @@ async def trigger_many(
     known: Mapping[str, RebalanceResult] | None = None,
 ) -> list[RebalanceResult]:
     """Trigger a rebalancing execution (E14) per account, or per group of ``group_size``
-    accounts; return one :class:`RebalanceResult` per account, in input order.
+    accounts, through ``client.portfolios.rebalancings.executions.create``; return one
+    :class:`RebalanceResult` per account, in input order, and never raise for a failed
+    trigger::
+
+        results = await trigger_many(client, account_ids, concurrency=32,
+                                     batch_id="2026-11-21-nightly")
 
     At most ``concurrency`` triggers are in flight. A failure is recorded in its accounts'
     results and never stops the others. ``batch_id``: derive each execution's idempotency key
@@ -131,11 +137,12 @@ async def trigger_many(
     ``known``: results of an earlier run by account id: a group whose every account is
     ``triggered`` there with the same key is not sent again, its known results are returned.
     A ``triggered`` result is ``replayed`` when the server marked its answer with
-    ``upvest-idempotent-replay: true``. Raises :class:`~upvest_async.ValidationError` before
+    ``upvest-idempotent-replay: true``. Raises :class:`~upvest_async.InvalidInputError` before
     anything is sent for malformed ids, duplicate ids or bad parameters.
     """
     accounts = check_batch(account_ids, concurrency=concurrency, group_size=group_size,
                            batch_id=batch_id)
+    executions = client.portfolios.rebalancings.executions
     results: dict[str, RebalanceResult] = {}
     semaphore = asyncio.Semaphore(concurrency)
     halted = False
@@ -161,7 +168,7 @@ async def trigger_many(
                 assert result is not None
                 await publish(result)
             return
-        options: dict[str, Any] = dict(executions._client._bulk_options())
+        options: dict[str, Any] = dict(client._bulk_options())
         if max_retries is not None:
             options["max_retries"] = max_retries
         async with semaphore:
@@ -172,7 +179,7 @@ async def trigger_many(
                 if outcome is not None:
                     await outcome
             try:
-                response = await executions._client.with_raw_response(
+                response = await client.with_raw_response(
                     executions.create, accounts=group, idempotency_key=key, **options
                 )
             except (APIStatusError, APIConnectionError) as exc:

@@ -112,7 +112,7 @@ async def run_rebalance(
     ``summary`` (returned) is filled before the exception propagates: the accounts sent but
     not answered are ``unknown``, those never sent ``not_sent``. Raises
     :class:`~.report.ReportError` before sending when the plan contradicts ``previous``, and
-    :class:`~upvest_async.ValidationError` for bad ids or parameters, and
+    :class:`~upvest_async.InvalidInputError` for bad ids or parameters, and
     :class:`ValueError` for ``client=None`` without ``dry_run``.
     """
     if client is None and not dry_run:
@@ -150,7 +150,7 @@ async def run_rebalance(
             _plan(account_ids, batch_id, group_size, collect)
         else:
             await trigger_many(
-                client.portfolios.rebalancings.executions, account_ids,
+                client, account_ids,
                 concurrency=concurrency, batch_id=batch_id, group_size=group_size,
                 on_result=collect, max_retries=max_retries, on_send=send, known=carried,
             )

@@ -9,16 +9,13 @@ from collections.abc import (
     AsyncGenerator,
     Iterable,
 )
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ..models import Page
-from .gate import _Gate, _Slot
-from .stream import _Stream
+from .gate import _Gate
+from .stream import PageSource, _Stream
 
-if TYPE_CHECKING:
-    from .paginator import Paginator
-
-__all__ = ["_Gate", "_Scheduler", "_Slot", "_Stream"]
+__all__ = ["_Scheduler"]
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -30,7 +27,7 @@ class _Scheduler(Generic[K, T]):
     paginator's ``prefetch``); ``gate`` decides which request goes next."""
 
     def __init__(
-        self, sources: Iterable[tuple[K, Paginator[T]]], *, gate: _Gate, streams: int
+        self, sources: Iterable[tuple[K, PageSource[T]]], *, gate: _Gate, streams: int
     ) -> None:
         self._sources = iter(sources)
         self._exhausted = False
@@ -53,18 +50,11 @@ class _Scheduler(Generic[K, T]):
             except StopIteration:
                 self._exhausted = True
                 return
-            stream = _Stream(self._started, key, paginator, self)
+            stream = _Stream(self._started, key, paginator, gate=self.gate,
+                             refill=self.refill)
             self._started += 1
             self.streams.append(stream)
             stream.start()
-
-    def cancel(self, slots: Iterable[_Slot]) -> None:
-        """Cancel requests that will not be delivered; release the pages they hold."""
-        for slot in slots:
-            if slot.holds_page():
-                self.gate.delivered()
-            else:
-                slot.task.cancel()
 
     async def pages(self) -> AsyncGenerator[tuple[K, Page[T] | None], None]:
         try:
@@ -86,6 +76,6 @@ class _Scheduler(Generic[K, T]):
         self.closed = True
         slots = [slot for stream in self.streams for slot in stream.slots]
         self.streams.clear()
-        self.cancel(slots)
+        self.gate.cancel(slots)
         if slots:
             await asyncio.gather(*(slot.task for slot in slots), return_exceptions=True)

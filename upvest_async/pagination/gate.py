@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 __all__ = ["_Gate", "_Slot"]
@@ -58,6 +59,14 @@ class _Gate:
         """A held page was delivered (or dropped)."""
         self.held -= 1
         self.wake()
+
+    def cancel(self, slots: Iterable[_Slot]) -> None:
+        """Cancel requests that will not be delivered; release the pages they hold."""
+        for slot in slots:
+            if slot.holds_page():
+                self.delivered()
+            else:
+                slot.task.cancel()
 
     def wake(self) -> None:
         while self._waiting:

@@ -14,7 +14,7 @@ from collections.abc import (
 )
 from typing import Generic, TypeVar
 
-from ..errors import ValidationError
+from ..errors import InvalidInputError
 from ..models import Page
 from ..responses import RawResponse
 from ..stats import ClientStats
@@ -34,7 +34,7 @@ class Paginator(Generic[T]):
     most pages requested and not yet delivered (1 or more; 1 reads one page at a time);
     ``strict``: raise instead of re-synchronising when the list changes (see the module's
     consistency policy); ``key``: how to recognise an item across reads when re-synchronising
-    (default: equality of the whole item). Raises :class:`~upvest_async.ValidationError` at
+    (default: equality of the whole item). Raises :class:`~upvest_async.InvalidInputError` at
     construction for out-of-range values; while iterating, the API errors
     (:class:`~upvest_async.APIStatusError`...), :class:`~upvest_async.ResponseValidationError`
     and :class:`~upvest_async.PaginationError`.
@@ -60,15 +60,15 @@ class Paginator(Generic[T]):
         key: Callable[[T], Hashable] | None = None,
     ) -> None:
         if not is_int(page_size) or not 1 <= page_size <= MAX_LIMIT:
-            raise ValidationError("limit", f"page_size must be an integer in 1..{MAX_LIMIT}")
+            raise InvalidInputError("limit", f"page_size must be an integer in 1..{MAX_LIMIT}")
         if not is_int(offset) or offset < 0:
-            raise ValidationError("offset", "offset must be an integer >= 0")
+            raise InvalidInputError("offset", "offset must be an integer >= 0")
         if max_items is not None and (not is_int(max_items) or max_items < 0):
-            raise ValidationError("max_items", "max_items must be an integer >= 0")
+            raise InvalidInputError("max_items", "max_items must be an integer >= 0")
         if not is_int(prefetch) or prefetch < 1:
-            raise ValidationError("prefetch", "prefetch must be an integer >= 1")
+            raise InvalidInputError("prefetch", "prefetch must be an integer >= 1")
         if not isinstance(strict, bool):
-            raise ValidationError("strict", "strict must be True or False")
+            raise InvalidInputError("strict", "strict must be True or False")
         self._request = request
         self._stats = stats
         self.path = path
@@ -150,13 +150,13 @@ def chain_pages(
     flight in total, and at most ``window`` pages (default ``2 * concurrency``) are in flight
     or fetched and not yet delivered; the paginator being delivered may go beyond ``window``
     by its own ``prefetch``, so memory is bounded by about ``window + prefetch`` pages. Raises
-    :class:`~upvest_async.ValidationError` at once for a ``concurrency`` or ``window`` below 1,
+    :class:`~upvest_async.InvalidInputError` at once for a ``concurrency`` or ``window`` below 1,
     and the paginators' errors in order while iterating.
     """
     if not is_int(concurrency) or concurrency < 1:
-        raise ValidationError("concurrency", "must be an integer >= 1")
+        raise InvalidInputError("concurrency", "must be an integer >= 1")
     if window is not None and (not is_int(window) or window < 1):
-        raise ValidationError("window", "must be an integer >= 1")
+        raise InvalidInputError("window", "must be an integer >= 1")
     gate = _Gate(concurrency=concurrency, window=2 * concurrency if window is None else window)
     scheduler: _Scheduler[K, T] = _Scheduler(sources, gate=gate, streams=gate.window + 1)
     return scheduler.pages()

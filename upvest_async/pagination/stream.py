@@ -1,32 +1,52 @@
 """Reading one list: its prefetch plan, the checks on every page, and the
-re-synchronisation described in :mod:`upvest_async.pagination`."""
+re-synchronisation described in :mod:`upvest_async.pagination`.
+
+A stream reads its list through a :class:`PageSource` (what it needs of a
+:class:`~upvest_async.pagination.Paginator`), takes turns from a :class:`~.gate._Gate` and asks
+its scheduler (:mod:`.engine`) to plan more through a ``refill`` callback: it imports neither the
+paginator nor the engine, which both import it."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import (
-    Callable,
-)
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
 from ..errors import PaginationError
 from ..models import Meta, Page
 from ..responses import RawResponse
-from .gate import _Slot
+from .gate import _Gate, _Slot
 from .limits import GROWTH_FACTOR, MAX_LIMIT, MAX_UNSETTLED, logger
 from .pages import parse_envelope, structure_items
 
-if TYPE_CHECKING:
-    from .engine import _Scheduler
-    from .paginator import Paginator
-
-__all__ = ["_Stream"]
+__all__ = ["PageSource", "_Stream"]
 
 T = TypeVar("T")
 K = TypeVar("K")
+
+
+class PageSource(Protocol[T]):
+    """One list as a stream reads it: its settings (those of
+    :class:`~upvest_async.pagination.Paginator`), where the stream records its progress
+    (``next_offset``, ``inconsistencies``), and how one page is fetched and decoded."""
+
+    path: str
+    item_type: type[T]
+    page_size: int
+    offset: int
+    max_items: int | None
+    prefetch: int
+    strict: bool
+    key: Callable[[T], Hashable] | None
+    next_offset: int
+    inconsistencies: collections.deque[str]
+
+    async def _fetch(self, offset: int, limit: int) -> RawResponse: ...
+
+    def _decode(self, response: RawResponse) -> Page[T]: ...
 
 
 class _Stream(Generic[K, T]):
@@ -34,12 +54,14 @@ class _Stream(Generic[K, T]):
     order), what was delivered, and the consistency checks."""
 
     def __init__(
-        self, index: int, key: K, paginator: Paginator[T], scheduler: _Scheduler[K, T]
+        self, index: int, key: K, paginator: PageSource[T], *, gate: _Gate,
+        refill: Callable[[], None],
     ) -> None:
         self.index = index
         self.key = key
         self.paginator = paginator
-        self.scheduler = scheduler
+        self.gate = gate
+        self._refill = refill  # the scheduler plans and launches more requests
         self.page_size = paginator.page_size
         self.read_limit = MAX_LIMIT  # for re-reads; lowered to the server's maximum page size
         self.next_offset = paginator.offset  # offset of the next item to deliver
@@ -87,7 +109,7 @@ class _Stream(Generic[K, T]):
     async def _fetch(self, offset: int, limit: int, *, held: bool) -> RawResponse:
         """Fetch a page when the gate gives this request its turn; ``held``: the page waits
         for delivery in the gate's window."""
-        gate = self.scheduler.gate
+        gate = self.gate
         await gate.acquire((self.index, offset))
         try:
             response = await self.paginator._fetch(offset, limit)
@@ -119,18 +141,18 @@ class _Stream(Generic[K, T]):
             self.page_size = self.read_limit = meta.limit
         if data:
             self._plan_from(offset + len(data))
-        self.scheduler.refill()
+        self._refill()
         # The items are decoded on delivery, as those of the following pages: typed items
         # held for long (the first pages of every list started) only make the cyclic GC
         # scan them again and again, where decoded JSON of strings is soon untracked.
-        self.scheduler.gate.held += 1
+        self.gate.held += 1
         return meta, data, request_id
 
     async def _drop_plan(self) -> None:
         """Cancel the pages requested ahead and forget the plan."""
         slots = list(self.slots)
         self.slots.clear()
-        self.scheduler.cancel(slots)
+        self.gate.cancel(slots)
         if slots:
             await asyncio.gather(*(slot.task for slot in slots), return_exceptions=True)
         self.plan_end = self.plan_offset
@@ -148,8 +170,8 @@ class _Stream(Generic[K, T]):
             slot = self.slots[0]
             result = await slot.task
             self.slots.popleft()
-            self.scheduler.gate.delivered()
-            self.scheduler.refill()
+            self.gate.delivered()
+            self._refill()
             # Let the requests this turn allows go out before decoding.
             await asyncio.sleep(0)
             if isinstance(result, tuple):  # the first page, its envelope checked by its task
@@ -234,7 +256,7 @@ class _Stream(Generic[K, T]):
         delivered = self._deliver(page.items, meta, slot.offset, request_id=request_id)
         if not first_page:
             self._plan_from(slot.offset + count)
-            self.scheduler.refill()
+            self._refill()
         return delivered
 
     async def _resync(self, offset: int, received_total: int, reason: str) -> Page[T] | None:
@@ -273,7 +295,7 @@ class _Stream(Generic[K, T]):
         if delivered is None:
             self.next_offset = self.paginator.next_offset = start + first
         self._plan_from(start + len(items))
-        self.scheduler.refill()
+        self._refill()
         return delivered
 
     def _locate(self, items: list[T]) -> tuple[int | None, bool, Callable[[T], bool]]:

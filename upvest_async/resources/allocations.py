@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
-from ..errors import ValidationError
+from ..errors import InvalidInputError
 from ..models import (
     AllocationItem,
     PortfoliosAllocation,
@@ -49,7 +49,7 @@ class Allocations(Resource):
         joined = None
         if instrument_ids is not None:
             if isinstance(instrument_ids, str | bytes) or not isinstance(instrument_ids, Iterable):
-                raise ValidationError("instrument_ids", "must be a list of ISINs or UUIDs")
+                raise InvalidInputError("instrument_ids", "must be a list of ISINs or UUIDs")
             checked = []
             for index, value in enumerate(instrument_ids):
                 if isinstance(value, str) and ISIN_PATTERN.fullmatch(value):
@@ -121,5 +121,5 @@ class Allocations(Resource):
 
 def _name(name: object) -> str:
     if not isinstance(name, str):
-        raise ValidationError("name", f"must be a string, got {type(name).__name__}")
+        raise InvalidInputError("name", f"must be a string, got {type(name).__name__}")
     return name

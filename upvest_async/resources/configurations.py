@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Unpack
 
-from ..errors import ValidationError
+from ..errors import InvalidInputError
 from ..models import (
     PortfoliosConfiguration,
 )
@@ -114,7 +114,7 @@ class Configurations(Resource):
                 "rebalancing_strategy_ids", rebalancing_strategy_ids
             )
         if not body:
-            raise ValidationError("allocation_id", "give allocation_id and/or "
+            raise InvalidInputError("allocation_id", "give allocation_id and/or "
                                   "rebalancing_strategy_ids to update")
         return await self._call(
             PortfoliosConfiguration, "PATCH", f"/portfolios/configurations/{account}",

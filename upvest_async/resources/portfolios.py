@@ -1,6 +1,6 @@
 """``client.portfolios``: the Portfolios API (seed 001; E6 also seed 000), endpoints E1 to E15.
 
-Every method checks its input before sending (:class:`~upvest_async.ValidationError` naming the
+Every method checks its input before sending (:class:`~upvest_async.InvalidInputError` naming the
 field and the rule; nothing is sent then). Optional fields left as ``None`` are left out of
 the body, never sent as ``null``. Writes take ``idempotency_key=`` (a UUID; one is generated
 per call when omitted) and send it on every attempt of the call. Every method also takes the

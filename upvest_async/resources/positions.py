@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from operator import attrgetter
 from typing import Unpack
 
-from ..errors import ValidationError
+from ..errors import InvalidInputError
 from ..models import Page, Position
 from ..models.positions import PositionRecord
 from ..pagination import DEFAULT_PREFETCH, MAX_LIMIT, Paginator, chain_pages
@@ -36,10 +36,10 @@ def _record_key(record: PositionRecord) -> str:
 
 def _export_accounts(account_ids: Iterable[str | uuid.UUID], concurrency: int) -> list[str]:
     """The account ids of an export, checked with its ``concurrency`` before anything is
-    sent. Raises :class:`~upvest_async.ValidationError` for a bad id or a ``concurrency``
+    sent. Raises :class:`~upvest_async.InvalidInputError` for a bad id or a ``concurrency``
     that is not an integer >= 1."""
     if not is_int(concurrency) or concurrency < 1:
-        raise ValidationError("concurrency", "must be an integer >= 1")
+        raise InvalidInputError("concurrency", "must be an integer >= 1")
     return [check_uuid("account_id", account) for account in account_ids]
 
 
@@ -70,7 +70,7 @@ class Positions(Resource):
         resume, ``max_items`` where to stop, ``prefetch`` how many pages are requested ahead
         (concurrently, delivered in order), ``strict`` whether a list that changes while it is
         read raises :class:`~upvest_async.PaginationError` instead of being re-synchronised
-        (see :mod:`upvest_async.pagination`). Raises :class:`~upvest_async.ValidationError` at
+        (see :mod:`upvest_async.pagination`). Raises :class:`~upvest_async.InvalidInputError` at
         once for a non-UUID ``account_id`` or out-of-range values; the API errors of
         :class:`~upvest_async.APIStatusError` and :class:`~upvest_async.PaginationError` while
         iterating.
@@ -92,7 +92,7 @@ class Positions(Resource):
 
         ``instrument_id``: ``isin:<ISIN>`` or ``uuid:<UUID>`` (seed 002's URN forms, optionally
         ``urn:`` first); a bare ISIN or UUID is prefixed for you. Raises
-        :class:`~upvest_async.ValidationError` before sending for malformed ids, and
+        :class:`~upvest_async.InvalidInputError` before sending for malformed ids, and
         :class:`~upvest_async.NotFoundError` when the account holds no such position, and
         :class:`~upvest_async.ResponseValidationError` for a body that is not a position.
         Takes the per-call options of :class:`~upvest_async.RequestOptions`.
@@ -121,7 +121,7 @@ class Positions(Resource):
         delivered, those needed first always requested first; at most ``3 * concurrency``
         pages are in flight or waiting for delivery (see
         :func:`~upvest_async.pagination.chain_pages`). ``page_size`` and ``strict`` as for
-        :meth:`list`. Raises :class:`~upvest_async.ValidationError` at once for a bad id or
+        :meth:`list`. Raises :class:`~upvest_async.InvalidInputError` at once for a bad id or
         ``concurrency`` (all ids are checked before anything is sent); the errors of
         :meth:`list` while iterating. Leaving the loop early cancels the requests in flight.
         A page request answered 429 is re-sent as long as its deadline allows (the client's

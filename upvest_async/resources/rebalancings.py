@@ -1,13 +1,12 @@
-"""``client.portfolios.rebalancings``: rebalancing executions (E14, E15, seed 001) and the
-bulk :meth:`Rebalancings.trigger_many`."""
+"""``client.portfolios.rebalancings``: rebalancing executions (E14, E15, seed 001). The bulk
+trigger of many accounts is a job above the client: :func:`upvest_async.jobs.trigger_many`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Unpack
 
-from ..errors import ValidationError
-from ..jobs.batch import RebalanceResult, trigger_many
+from ..errors import InvalidInputError
 from ..models import (
     RebalancingExecution,
     TriggeredRebalancing,
@@ -45,7 +44,7 @@ class Executions(Resource):
         Returns the execution id (:class:`TriggeredRebalancing`).
         """
         if (accounts is None) == (allocations is None):
-            raise ValidationError("accounts", "give exactly one of accounts or allocations")
+            raise InvalidInputError("accounts", "give exactly one of accounts or allocations")
         if accounts is not None:
             body = {"accounts": check_uuid_list("accounts", accounts, non_empty=True)}
         else:
@@ -68,31 +67,9 @@ class Executions(Resource):
 
 
 class Rebalancings(Resource):
-    """``client.portfolios.rebalancings``: ``.executions`` and :meth:`trigger_many`."""
+    """``client.portfolios.rebalancings``: ``.executions`` (to trigger many accounts at
+    once, see :func:`upvest_async.jobs.trigger_many`)."""
 
     def __init__(self, client: UpvestClient) -> None:
         super().__init__(client)
         self.executions = Executions(client)
-
-    async def trigger_many(
-        self,
-        account_ids: Iterable[Id],
-        *,
-        concurrency: int = 16,
-        batch_id: str | None = None,
-        group_size: int = 1,
-        dry_run: bool = False,
-        on_result: Callable[[RebalanceResult], Awaitable[None] | None] | None = None,
-        max_retries: int | None = None,
-    ) -> list[RebalanceResult]:
-        """Trigger a rebalancing execution (E14) for each account (or each group of
-        ``group_size`` accounts) with at most ``concurrency`` in flight; returns one
-        :class:`~upvest_async.jobs.batch.RebalanceResult` per account, in input order, and never
-        raises for a failed trigger. With ``batch_id`` the idempotency keys are derived from
-        it, so re-running the batch creates no second execution. See
-        :func:`upvest_async.jobs.batch.trigger_many`."""
-        return await trigger_many(
-            self.executions, account_ids, concurrency=concurrency, batch_id=batch_id,
-            group_size=group_size, dry_run=dry_run, on_result=on_result,
-            max_retries=max_retries,
-        )
