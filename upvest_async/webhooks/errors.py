@@ -11,6 +11,7 @@ from ..errors import UpvestError
 __all__ = [
     "REASONS",
     "TRANSIENT_REASONS",
+    "StoreUnavailableError",
     "WebhookPayloadError",
     "WebhookVerificationError",
 ]
@@ -72,3 +73,11 @@ class WebhookPayloadError(UpvestError):
     def __init__(self, message: str, *, path: str = "$") -> None:
         self.path = path
         super().__init__(f"webhook body is not a valid event batch at {path}: {message}")
+
+
+class StoreUnavailableError(UpvestError):
+    """An :class:`~upvest_async.webhooks.EventStore` could not complete a delivery's transaction
+    for a reason that says nothing about the delivery: the database is down or the connection
+    was lost, a lock wait timed out, a deadlock or serialization failure, a full in-memory
+    store. Nothing of the transaction was recorded; the receiver answers 503 and Upvest
+    retries. :class:`upvest_async.storage.DatabaseUnavailableError` is one."""
