@@ -74,7 +74,7 @@ async def main(faults: bool) -> int:
         webhook_backoff_scale=0.01,
         webhook_faults=WebhookFaults(seed=1, duplicate_rate=0.3, lost_answer_rate=0.3)
         if faults else None,
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, UpvestClient(**sandbox.client_settings()) as client:
         local = LocalPositions()
         await local.load(client)
         print(f"exported {len(local.positions)} positions")

@@ -6,6 +6,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.support.clients import client_for
+from tests.support.postgres import (  # noqa: F401 (fixtures)
+    database_url,
+    postgres_cluster,
+    postgres_url,
+    sqlite_url,
+)
 from upvest_async import UpvestClient
 from upvest_async.sandbox import Sandbox
 
@@ -18,5 +25,5 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 @pytest.fixture
 async def client(sandbox: Sandbox) -> AsyncIterator[UpvestClient]:
-    async with sandbox.client() as opened:
+    async with client_for(sandbox) as opened:
         yield opened

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import (
     AuthenticationError,
     InvalidInputError,
@@ -118,7 +119,7 @@ async def test_least_scope_per_endpoint(sandbox: Sandbox, client: UpvestClient) 
 
 
 async def test_configured_scopes_are_used_and_enforced(sandbox: Sandbox) -> None:
-    async with sandbox.client(scopes=["portfolios:read"]) as client:
+    async with client_for(sandbox, scopes=["portfolios:read"]) as client:
         configurations = [c async for c in client.portfolios.configurations.list()]
         assert len(configurations) == 4
         with pytest.raises(PermissionDeniedError):
@@ -185,7 +186,7 @@ async def test_token_is_renewed_before_it_expires(sandbox: Sandbox, client: Upve
 
 
 async def test_wrong_client_secret_is_an_authentication_error(sandbox: Sandbox) -> None:
-    async with sandbox.client(client_secret="not-the-secret") as client:
+    async with client_for(sandbox, client_secret="not-the-secret") as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.positions.retrieve(sandbox.tenant.account_ids[0], "isin:US0378331005")
     assert caught.value.path == "/auth/token"
@@ -196,7 +197,7 @@ async def test_session_is_closed_when_the_body_raises(sandbox: Sandbox) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(RuntimeError, match="boom"):
-            async with sandbox.client() as client:
+            async with client_for(sandbox) as client:
                 [p async for p in client.positions.list(sandbox.tenant.account_ids[0])]
                 raise RuntimeError("boom")
         assert client._session is None
@@ -206,7 +207,7 @@ async def test_session_is_closed_when_the_body_raises(sandbox: Sandbox) -> None:
 
 
 async def test_closed_client_refuses_calls(sandbox: Sandbox) -> None:
-    async with sandbox.client() as client:
+    async with client_for(sandbox) as client:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         await client.positions.retrieve(sandbox.tenant.account_ids[0], "isin:US0378331005")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import ConfigurationError, SigningKeyError, UpvestClient
 from upvest_async.sandbox import Sandbox
 
@@ -96,7 +97,7 @@ def test_bad_settings_are_configuration_errors(overrides: dict[str, object], mes
 
 
 async def test_reprs_never_show_secrets(sandbox: Sandbox) -> None:
-    async with sandbox.client() as client:
+    async with client_for(sandbox) as client:
         [p async for p in client.positions.list(sandbox.tenant.account_ids[0], max_items=1)]
         token = client._tokens._tokens[0]
         texts = [repr(client), repr(client._tokens), repr(token), repr(sandbox.credentials),

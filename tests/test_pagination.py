@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import InvalidInputError, PaginationError, Position, UpvestClient
 from upvest_async.converter import converter, structure, unstructure
 from upvest_async.errors import ResponseValidationError
@@ -189,7 +190,7 @@ async def test_items_in_order_with_prefetch(
 
 async def test_prefetch_requests_pages_concurrently_within_the_window() -> None:
     sandbox = Sandbox(accounts=1, positions_per_account=1200, seed=3, latency_ms=30)
-    async with sandbox, sandbox.client() as client:
+    async with sandbox, client_for(sandbox) as client:
         account = sandbox.tenant.account_ids[0]
         await client.positions.retrieve(  # the token first, so only page requests are counted
             account, sandbox.tenant.positions(account)[0]["instrument"]["uuid"]
@@ -278,7 +279,7 @@ async def test_break_cancels_requests_in_flight_without_leaks_or_warnings() -> N
     with ThreadedSandbox(accounts=2, positions_per_account=1200, seed=5, latency_ms=300) as sb:
         with warnings.catch_warnings(), loop_errors() as errors:
             warnings.simplefilter("error")
-            async with sb.client() as client:
+            async with client_for(sb) as client:
                 traffic = track(client)
                 async for _ in client.positions.list(sb.tenant.account_ids[0], page_size=100):
                     break  # the generator is dropped: the loop's asyncgen hooks close it
@@ -299,7 +300,7 @@ async def test_cancelling_the_consumer_cancels_its_page_requests() -> None:
     with ThreadedSandbox(accounts=3, positions_per_account=1000, seed=5, latency_ms=300) as sb:
         with warnings.catch_warnings(), loop_errors() as errors:
             warnings.simplefilter("error")
-            async with sb.client() as client:
+            async with client_for(sb) as client:
                 traffic = track(client)
                 started = asyncio.Event()
 
@@ -590,7 +591,7 @@ async def test_export_many_accounts_bounded_concurrency_grouped_in_order() -> No
         tenant = sb.tenant
         tenant.set_positions(tenant.account_ids[4], [])  # an account without positions
         order = [tenant.account_ids[i] for i in (7, 0, 4, 11, 3, 9, 1, 10, 2, 8, 5, 6)]
-        async with sb.client() as client:
+        async with client_for(sb) as client:
             traffic = track(client)
             grouped = []
             async for account, page in client.positions.export_pages(

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import (
     AllocationItem,
     BadRequestError,
@@ -187,7 +188,7 @@ async def test_rebalancing_executions(sandbox: Sandbox, client: UpvestClient) ->
 
 
 async def test_writes_need_the_admin_scope(sandbox: Sandbox) -> None:
-    async with sandbox.client(scopes=["portfolios:read"]) as reader:
+    async with client_for(sandbox, scopes=["portfolios:read"]) as reader:
         assert [c async for c in reader.portfolios.configurations.list(max_items=1)]
         with pytest.raises(PermissionDeniedError):
             await reader.portfolios.allocations.create(allocation=ITEMS)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import (
     APITimeoutError,
     LocalRateLimitError,
@@ -31,7 +32,7 @@ FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 async def test_an_export_under_the_limit_is_exact_and_learns_the_rate() -> None:
     async with Sandbox(accounts=30, positions_per_account=3, seed=11, rate_limit=25) as sandbox:
         accounts = sandbox.tenant.account_ids
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             exported = [unstructure(p) async for p in client.positions.export(accounts)]
             stats = client.stats
         assert exported == [p for a in accounts for p in sandbox.tenant.positions(a)]
@@ -44,7 +45,7 @@ async def test_an_export_under_the_limit_is_exact_and_learns_the_rate() -> None:
 async def test_a_batch_under_the_limit_triggers_each_account_once() -> None:
     async with Sandbox(accounts=40, positions_per_account=1, seed=12, rate_limit=20) as sandbox:
         accounts = sandbox.tenant.account_ids
-        async with sandbox.client(retry_policy=FAST, max_retries=0) as client:
+        async with client_for(sandbox, retry_policy=FAST, max_retries=0) as client:
             results = await trigger_many(client, accounts, concurrency=32,
                                          batch_id="throttled")
         assert [r.status for r in results] == ["triggered"] * 40
@@ -57,7 +58,7 @@ async def test_a_single_call_stops_after_max_throttled_retries() -> None:
                        rate_burst=1) as sandbox:
         account = sandbox.tenant.account_ids[0]
         policy = RetryPolicy(backoff_base=0.01, backoff_max=0.01, max_throttled_retries=2)
-        async with sandbox.client(retry_policy=policy) as client:
+        async with client_for(sandbox, retry_policy=policy) as client:
             with pytest.raises(RateLimitError) as caught:  # the token took the only token
                 await client.positions.retrieve(account, "US0378331005")
         assert caught.value.attempts == 3 and caught.value.status == 429
@@ -68,7 +69,7 @@ async def test_a_deadline_reached_while_throttled_is_a_typed_timeout() -> None:
     async with Sandbox(accounts=2, positions_per_account=2, seed=13, rate_limit=0.2,
                        rate_burst=1) as sandbox:
         account = sandbox.tenant.account_ids[0]
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             with pytest.raises(APITimeoutError) as caught:
                 await client.with_options(deadline=1.0, max_throttled_retries=None).positions \
                     .retrieve(account, "US0378331005")
@@ -81,7 +82,7 @@ async def test_the_non_blocking_mode_raises_the_wait_and_sends_nothing() -> None
     async with Sandbox(accounts=2, positions_per_account=2, seed=14) as sandbox:
         account = sandbox.tenant.account_ids[0]
         limiter = RateLimiter(max_requests_per_second=1, block=False)
-        async with sandbox.client(rate_limiter=limiter) as client:
+        async with client_for(sandbox, rate_limiter=limiter) as client:
             # The call takes the first turn; the access token request it needs, the next.
             with pytest.raises(LocalRateLimitError) as caught:
                 await client.positions.retrieve(account, "US0378331005")
@@ -97,7 +98,7 @@ async def test_a_call_cancelled_while_waiting_for_its_turn_leaves_the_queue() ->
         account = sandbox.tenant.account_ids[0]
         instrument = sandbox.tenant.positions(account)[0]["instrument"]["uuid"]
         limiter = RateLimiter(max_requests_per_second=5)
-        async with sandbox.client(rate_limiter=limiter) as client:
+        async with client_for(sandbox, rate_limiter=limiter) as client:
             await client.positions.retrieve(account, instrument)
             waiting = [asyncio.create_task(client.positions.retrieve(account, instrument))
                        for _ in range(3)]
@@ -113,12 +114,12 @@ async def test_a_call_cancelled_while_waiting_for_its_turn_leaves_the_queue() ->
 
 async def test_clients_of_one_client_id_share_a_limiter() -> None:
     async with Sandbox(accounts=1, positions_per_account=1, seed=16) as sandbox:
-        async with sandbox.client() as one, sandbox.client() as two, \
-                sandbox.client(base_url=f"{sandbox.base_url}/") as slash:
+        async with client_for(sandbox) as one, client_for(sandbox) as two, \
+                client_for(sandbox, base_url=f"{sandbox.base_url}/") as slash:
             assert one.rate_limiter is two.rate_limiter is slash.rate_limiter  # one origin
             assert one.with_options(timeout=3).rate_limiter is one.rate_limiter
         own = RateLimiter()
-        async with sandbox.client(rate_limiter=own) as three:
+        async with client_for(sandbox, rate_limiter=own) as three:
             assert three.rate_limiter is own
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import UpvestClient
 from upvest_async.jobs.checkpoint import Checkpoint, CheckpointError
 from upvest_async.jobs.export import ExportSummary, Format, export_positions
@@ -36,7 +37,7 @@ async def small() -> AsyncIterator[Sandbox]:
 
 @pytest.fixture
 async def client(small: Sandbox) -> AsyncIterator[UpvestClient]:
-    async with small.client() as opened:
+    async with client_for(small) as opened:
         yield opened
 
 

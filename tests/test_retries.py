@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clients import client_for
 from upvest_async import (
     BadRequestError,
     IdempotencyKeyReusedError,
@@ -98,7 +99,7 @@ async def test_faults_are_deterministic_from_the_seed() -> None:
     seen = []
     for _ in range(2):
         async with Sandbox(accounts=2, positions_per_account=5, seed=3, faults=faults) as sandbox:
-            async with sandbox.client(max_retries=20, retry_policy=FAST) as client:
+            async with client_for(sandbox, max_retries=20, retry_policy=FAST) as client:
                 account, instrument = a_position(sandbox)
                 for _ in range(30):  # one after the other: the arrival order is fixed
                     await client.positions.retrieve(account, instrument)
@@ -116,7 +117,7 @@ async def test_lost_responses_create_every_resource_exactly_once() -> None:
     async with Sandbox(accounts=12, positions_per_account=5, seed=11, faults=faults) as sandbox:
         store, accounts = sandbox.portfolios, sandbox.tenant.account_ids
         # max_retries 20: a replay can be lost too (50 %), 21 losses in a row are negligible.
-        async with sandbox.client(max_retries=20, retry_policy=FAST) as client:
+        async with client_for(sandbox, max_retries=20, retry_policy=FAST) as client:
             # Distinct content per call, so a duplicate under another key would be counted.
             order_calls = [
                 client.portfolios.orders.create(
@@ -165,7 +166,7 @@ async def test_a_timed_out_slow_write_is_not_created_twice() -> None:
     # waits: the retry (same key) gets the stored answer.
     faults = Faults(script=("slow",), slow_seconds=0.5)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
-        async with sandbox.client(retry_policy=FAST, timeout=0.2) as client:
+        async with client_for(sandbox, retry_policy=FAST, timeout=0.2) as client:
             order = await client.portfolios.orders.create(
                 user_id=USER, account_id=sandbox.tenant.account_ids[0], cash_amount="10",
                 side="BUY",
@@ -181,7 +182,7 @@ async def test_overlapping_attempts_of_a_write_create_it_once() -> None:
     async with Sandbox(accounts=2, positions_per_account=5, seed=4) as sandbox:
         sandbox.state.mutation_delay = 1.0
         policy = RetryPolicy(backoff_base=0.01, backoff_max=0.05, in_progress_wait=0.2)
-        async with sandbox.client(max_retries=10, retry_policy=policy, timeout=0.2) as client:
+        async with client_for(sandbox, max_retries=10, retry_policy=policy, timeout=0.2) as client:
             order = await client.portfolios.orders.create(
                 user_id=USER, account_id=sandbox.tenant.account_ids[0], cash_amount="10",
                 side="BUY",
@@ -196,7 +197,7 @@ async def test_overlapping_attempts_of_a_write_create_it_once() -> None:
 async def test_duplicates_under_different_keys_are_counted() -> None:
     # What a client that changes its key on retry would cause: the sandbox sees it.
     async with Sandbox(accounts=2, positions_per_account=5, seed=4) as sandbox:
-        async with sandbox.client() as client:
+        async with client_for(sandbox) as client:
             account = sandbox.tenant.account_ids[0]
             for _ in range(3):
                 await client.portfolios.orders.create(
@@ -216,7 +217,7 @@ async def test_export_of_50k_positions_under_faults_is_complete_and_in_order() -
     async with Sandbox(accounts=25, positions_per_account=2000, seed=21,
                        faults=faults) as sandbox:
         accounts = sandbox.tenant.account_ids
-        async with sandbox.client(max_retries=15, retry_policy=FAST) as client:
+        async with client_for(sandbox, max_retries=15, retry_policy=FAST) as client:
             exported = [unstructure(p) async for p in client.positions.export(accounts)]
         expected = [p for account in accounts for p in sandbox.tenant.positions(account)]
         assert len(exported) == 50_000
@@ -233,7 +234,7 @@ async def test_export_of_50k_positions_under_faults_is_complete_and_in_order() -
 async def test_retry_after_seconds_are_honoured() -> None:
     faults = Faults(script=("429",), rate_limit_retry_after=1)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             await client.portfolios.orders.create(
                 user_id=USER, account_id=sandbox.tenant.account_ids[0], cash_amount="10",
                 side="BUY",
@@ -248,7 +249,7 @@ async def test_retry_after_http_date_is_honoured() -> None:
     faults = Faults(script=("429-date", "429-date"), rate_limit_retry_after=1)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
         account, instrument = a_position(sandbox)
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             with pytest.raises(RateLimitError) as caught:
                 await client.with_options(max_throttled_retries=0).positions.retrieve(
                     account, instrument)
@@ -267,7 +268,7 @@ async def test_retry_after_is_capped_by_the_policy(caplog: pytest.LogCaptureFixt
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
         account, instrument = a_position(sandbox)
         policy = RetryPolicy(backoff_base=0.01, backoff_max=0.05, retry_after_max=0.05)
-        async with sandbox.client(retry_policy=policy) as client:
+        async with client_for(sandbox, retry_policy=policy) as client:
             with caplog.at_level(logging.INFO, logger="upvest_async"):
                 await client.positions.retrieve(account, instrument)
         [record] = [r for r in caplog.records if r.getMessage().startswith("retrying")]
@@ -280,7 +281,7 @@ async def test_retry_after_is_capped_by_the_policy(caplog: pytest.LogCaptureFixt
 async def test_400_and_422_are_not_retried() -> None:
     async with Sandbox(accounts=2, positions_per_account=5, seed=4) as sandbox:
         account = sandbox.tenant.account_ids[0]
-        async with sandbox.client(max_retries=5, retry_policy=FAST) as client:
+        async with client_for(sandbox, max_retries=5, retry_policy=FAST) as client:
             # "HOLD" passes the SDK's enum-token check, the API refuses it.
             with pytest.raises(BadRequestError) as bad:
                 await client.portfolios.orders.create(
@@ -313,7 +314,7 @@ async def test_the_budget_stops_a_storm(caplog: pytest.LogCaptureFixture) -> Non
     async with Sandbox(accounts=2, positions_per_account=5, seed=4,
                        faults=Faults(server_error_rate=1.0)) as sandbox:
         account, instrument = a_position(sandbox)
-        async with sandbox.client(max_retries=max_retries, retry_policy=FAST,
+        async with client_for(sandbox, max_retries=max_retries, retry_policy=FAST,
                                   retry_budget=budget) as client:
             with caplog.at_level(logging.WARNING, logger="upvest_async"):
                 results = await asyncio.gather(
@@ -343,7 +344,7 @@ async def test_the_budget_never_empties_at_30_percent_failures() -> None:
     async with Sandbox(accounts=4, positions_per_account=5, seed=4, faults=faults) as sandbox:
         # max_retries 10: with 200 calls at once and 30 % failures, 6 failures in a row for
         # some call is a 15 % event; 11 in a row is negligible.
-        async with sandbox.client(max_retries=10, retry_policy=FAST,
+        async with client_for(sandbox, max_retries=10, retry_policy=FAST,
                                   retry_budget=budget) as client:
             await asyncio.gather(*(
                 client.positions.retrieve(*a_position(sandbox, i)) for i in range(calls)
@@ -362,7 +363,7 @@ async def test_no_attempt_reuses_a_nonce() -> None:
     faults = Faults(seed=17, server_error_rate=0.2, rate_limit_rate=0.1, reset_rate=0.1,
                     lost_response_rate=0.3, rate_limit_retry_after=0)
     async with Sandbox(accounts=4, positions_per_account=5, seed=4, faults=faults) as sandbox:
-        async with sandbox.client(max_retries=20, retry_policy=FAST) as client:
+        async with client_for(sandbox, max_retries=20, retry_policy=FAST) as client:
             await asyncio.gather(*(
                 client.portfolios.orders.create(
                     user_id=USER, account_id=sandbox.tenant.account_ids[i % 4],
@@ -393,7 +394,7 @@ async def test_each_retry_is_logged_without_secrets(caplog: pytest.LogCaptureFix
     faults = Faults(script=("503", "429", "reset"), rate_limit_retry_after=0)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
         caplog.set_level(logging.DEBUG)
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             await client.with_options(max_retries=3).portfolios.orders.create(
                 user_id=USER, account_id=sandbox.tenant.account_ids[0], cash_amount="10",
                 side="BUY",
@@ -434,7 +435,7 @@ async def test_short_token_lifetime_mid_run_renews_the_token() -> None:
     faults = Faults(seed=23, server_error_rate=0.2)
     async with Sandbox(accounts=4, positions_per_account=5, seed=4, token_lifetime=1,
                        faults=faults) as sandbox:
-        async with sandbox.client(max_retries=20, retry_policy=FAST) as client:
+        async with client_for(sandbox, max_retries=20, retry_policy=FAST) as client:
             for i in range(10):
                 await client.positions.retrieve(*a_position(sandbox, i))
             before = {e.headers["authorization"] for e in api_entries(sandbox)}
@@ -454,7 +455,7 @@ async def test_faults_can_hit_the_token_endpoint() -> None:
     faults = Faults(script=("503", "reset"), fault_token_endpoint=True)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
         account, instrument = a_position(sandbox)
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             await client.positions.retrieve(account, instrument)
         tokens = entries(sandbox, "/auth/token")
         assert [(e.status, e.fault) for e in tokens] == [(503, "503"), (0, "reset"), (200, None)]
@@ -465,7 +466,7 @@ async def test_token_request_failures_count_as_attempts_of_the_call() -> None:
     faults = Faults(script=("503", "503", "503"), fault_token_endpoint=True)
     async with Sandbox(accounts=2, positions_per_account=5, seed=4, faults=faults) as sandbox:
         account, instrument = a_position(sandbox)
-        async with sandbox.client(retry_policy=FAST) as client:  # 2 retries
+        async with client_for(sandbox, retry_policy=FAST) as client:  # 2 retries
             with pytest.raises(InternalServerError) as caught:
                 await client.positions.retrieve(account, instrument)
         assert caught.value.attempts == 3 and caught.value.path == "/auth/token"
@@ -476,7 +477,7 @@ async def test_requests_refused_by_authentication_draw_no_fault() -> None:
     async with Sandbox(accounts=2, positions_per_account=5, seed=4,
                        faults=Faults(script=("none", "503"))) as sandbox:
         account, instrument = a_position(sandbox)
-        async with sandbox.client(retry_policy=FAST) as client:
+        async with client_for(sandbox, retry_policy=FAST) as client:
             await client.positions.retrieve(account, instrument)
             sandbox.state.revoke_tokens()
             # 401 (no draw), renewed token, replay: 503 (the script's second entry), retry.

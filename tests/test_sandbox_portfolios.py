@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from tests.support.clients import client_for
 from upvest_async import UpvestClient
 from upvest_async.errors import (
     APIStatusError,
@@ -633,7 +634,7 @@ async def test_same_key_in_flight_is_409(sandbox: Sandbox) -> None:
     sandbox.state.mutation_delay = 0.3
     key, body = new_id(), order_body(sandbox.tenant.account_ids[0])
     # No retries: the second answer must be the sandbox's first word on it.
-    async with sandbox.client(max_retries=0) as client:
+    async with client_for(sandbox, max_retries=0) as client:
         results = await asyncio.gather(
             call(client, "POST", "/portfolios/orders", body, key=key),
             call(client, "POST", "/portfolios/orders", body, key=key),
@@ -661,7 +662,7 @@ async def test_server_errors_release_the_key(
         raise Problem(503, "maintenance")
 
     key, body = new_id(), order_body(sandbox.tenant.account_ids[0])
-    async with sandbox.client(max_retries=0) as client:
+    async with client_for(sandbox, max_retries=0) as client:
         monkeypatch.setattr(store, "create_order", failing)
         with pytest.raises(APIStatusError) as info:
             await call(client, "POST", "/portfolios/orders", body, key=key)
@@ -681,7 +682,7 @@ async def test_unexpected_exceptions_release_the_key(
         raise RuntimeError("bug")
 
     monkeypatch.setattr(store, "create_execution", broken)
-    async with sandbox.client(max_retries=0) as client:
+    async with client_for(sandbox, max_retries=0) as client:
         with pytest.raises(InternalServerError):
             await call(client, "POST", "/portfolios/rebalancings/executions",
                        {"accounts": sandbox.tenant.account_ids[:1]}, key=new_id())
@@ -732,7 +733,7 @@ async def test_body_must_be_json(sandbox: Sandbox) -> None:
 async def test_refused_authentication_does_not_consume_the_key(sandbox: Sandbox,
                                                                client: UpvestClient) -> None:
     key, body = new_id(), order_body(sandbox.tenant.account_ids[0])
-    async with sandbox.client(scopes=["portfolios:read"]) as reader:
+    async with client_for(sandbox, scopes=["portfolios:read"]) as reader:
         with pytest.raises(PermissionDeniedError) as info:
             await call(reader, "POST", "/portfolios/orders", body, key=key)
         assert info.value.type == "forbidden"
@@ -753,7 +754,7 @@ ONE = uuid.UUID(int=1)
     ("POST", "/portfolios/rebalancings/executions"),
 ])
 async def test_writes_need_portfolios_admin(sandbox: Sandbox, method: str, path: str) -> None:
-    async with sandbox.client(scopes=["portfolios:read"]) as reader:
+    async with client_for(sandbox, scopes=["portfolios:read"]) as reader:
         with pytest.raises(PermissionDeniedError):
             await call(reader, method, path, None if method == "DELETE" else {})
 

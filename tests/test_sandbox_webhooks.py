@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList
 
+from tests.support.clients import client_for
 from upvest_async import UpvestClient
 from upvest_async.errors import APIStatusError
 from upvest_async.sandbox import Sandbox, WebhookFaults
@@ -197,9 +198,9 @@ def of_types(events: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
 async def test_verify_keys_is_a_jwks_behind_the_webhooks_scopes() -> None:
     async with Sandbox(accounts=1, positions_per_account=5) as sandbox:
         for scopes in (["webhooks:read"], ["webhooks:admin"]):
-            async with sandbox.client(scopes=scopes) as client:
+            async with client_for(sandbox, scopes=scopes) as client:
                 assert await jwks_of(client) == sandbox.webhooks.keys.jwks()
-        async with sandbox.client() as client:  # asks for the least scope itself
+        async with client_for(sandbox) as client:  # asks for the least scope itself
             jwks = await jwks_of(client)
         (key,) = jwks["keys"]
         assert set(key) == {"kid", "kty", "crv", "x", "y"}
@@ -207,7 +208,7 @@ async def test_verify_keys_is_a_jwks_behind_the_webhooks_scopes() -> None:
         # The webhook key is not the client's key.
         client_public = sandbox.credentials.private_key.public_key().public_numbers()
         assert public_keys(jwks)[key["kid"]].public_numbers() != client_public
-        async with sandbox.client(scopes=["positions:read", "portfolios:admin"]) as client:
+        async with client_for(sandbox, scopes=["positions:read", "portfolios:admin"]) as client:
             with pytest.raises(APIStatusError) as denied:
                 await jwks_of(client)
             assert denied.value.status == 403
@@ -219,7 +220,7 @@ async def test_verify_keys_is_a_jwks_behind_the_webhooks_scopes() -> None:
 async def test_key_rotation_signs_with_the_new_key_and_publishes_both() -> None:
     async with Receiver() as receiver, Sandbox(
         accounts=1, positions_per_account=5, webhook_urls=[receiver.url]
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
         old = sandbox.webhooks.keys.current.kid
         sandbox.webhooks.emit("TEST.ONE", {"n": 1})
@@ -255,7 +256,7 @@ async def test_every_event_kind_is_emitted_on_its_state_change() -> None:
     async with Receiver() as receiver, Sandbox(
         accounts=3, positions_per_account=20, seed=4, webhook_urls=[receiver.url],
         order_fill_seconds=0.04, webhook_backoff_scale=0.001,
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
         account, other = sandbox.tenant.account_ids[:2]
         chosen = [i for i in sandbox.tenant.instruments if "isin" in i][:2]
@@ -351,7 +352,7 @@ async def test_positions_after_fills_equal_what_the_events_said(unreliable: bool
     async with Receiver() as receiver, Sandbox(
         accounts=4, positions_per_account=40, seed=9, webhook_urls=[receiver.url],
         order_fill_seconds=0.04, webhook_backoff_scale=0.001, webhook_faults=faults,
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
         if unreliable:  # and the receiver itself fails 30 % of the requests
             draws = random.Random(8)
@@ -439,7 +440,7 @@ def test_fills_follow_the_documented_trading_rules() -> None:
 async def test_subscription_endpoints() -> None:
     async with Receiver() as receiver, Sandbox(
         accounts=1, positions_per_account=5, webhook_backoff_scale=0.001
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
         created = await call(client, "POST", "/webhooks", {
             "title": "positions", "url": receiver.url, "type": ["POSITION", "PORTFOLIO_ORDER"],
@@ -485,7 +486,7 @@ async def test_subscription_endpoints() -> None:
             await call(client, "PATCH", path, {"url": "http://192.168.1.1:80/"})
         assert refused.value.status == 422
 
-        async with sandbox.client(scopes=["webhooks:read"]) as reader:
+        async with client_for(sandbox, scopes=["webhooks:read"]) as reader:
             assert (await call(reader, "GET", path))["title"] == "off"
             with pytest.raises(APIStatusError) as denied:
                 await call(reader, "DELETE", path)

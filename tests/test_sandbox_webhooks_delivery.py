@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.clients import client_for
 from tests.test_sandbox_webhooks import Receiver, jwks_of
 from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.sandbox.webhooks import backoff
@@ -22,7 +23,7 @@ def sandbox_for(url: str, **options: Any) -> Sandbox:
 
 
 async def started(receiver: Receiver, sandbox: Sandbox) -> None:
-    async with sandbox.client() as client:
+    async with client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
 
 
@@ -179,7 +180,7 @@ async def test_a_receiver_that_never_answers_200_keeps_events_pending_and_stops_
 async def test_orders_still_to_fill_keep_the_sandbox_busy() -> None:
     async with Receiver() as receiver, sandbox_for(
         receiver.url, order_fill_seconds=0.2, webhook_backoff_scale=0.001
-    ) as sandbox, sandbox.client() as client:
+    ) as sandbox, client_for(sandbox) as client:
         receiver.use_jwks(await jwks_of(client))
         account = sandbox.tenant.account_ids[0]
         order = await client.portfolios.orders.create(

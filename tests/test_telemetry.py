@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.support.clients import client_for
 from upvest_async import NotFoundError, RateLimiter, UpvestClient
 from upvest_async.sandbox import Faults, Sandbox
 from upvest_async.telemetry import url_template
@@ -40,7 +41,7 @@ class Recorder:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def client(self, sandbox: Sandbox, **overrides: Any) -> UpvestClient:
-        return sandbox.client(tracer_provider=self.tracer_provider,
+        return client_for(sandbox, tracer_provider=self.tracer_provider,
                               meter_provider=self.meter_provider, **overrides)
 
     def spans(self, kind: SpanKind | None = None) -> list[ReadableSpan]:
@@ -262,7 +263,7 @@ async def test_a_failure_without_an_answer_is_an_error_span_with_the_exception_c
 async def test_without_a_configured_provider_nothing_breaks() -> None:
     faults = Faults(script=("429",), rate_limit_retry_after=0)
     async with Sandbox(accounts=1, positions_per_account=2, seed=3, faults=faults) as sandbox:
-        client = sandbox.client()  # the API's global no-op providers
+        client = client_for(sandbox)  # the API's global no-op providers
         async with client:
             # The API's placeholders: nothing to record, so no telemetry at all.
             assert client._open().telemetry is None
@@ -273,7 +274,7 @@ async def test_without_a_configured_provider_nothing_breaks() -> None:
 async def test_a_tracer_provider_alone_traces_and_the_meter_is_the_global_no_op(
         recorder: Recorder) -> None:
     async with Sandbox(accounts=1, positions_per_account=2, seed=3) as sandbox:
-        client = sandbox.client(tracer_provider=recorder.tracer_provider)
+        client = client_for(sandbox, tracer_provider=recorder.tracer_provider)
         async with client:
             [p async for p in client.positions.list(sandbox.account_ids[0])]
     assert {s.name for s in recorder.spans(SpanKind.CLIENT)} == {

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.clients import client_for
 from upvest_async import (
     APITimeoutError,
     ConfigurationError,
@@ -143,7 +144,7 @@ async def test_trace_configs_are_handed_to_aiohttp(sandbox: Sandbox) -> None:
         seen.append(f"{params.method} {params.url.path} {params.response.status}")
 
     trace.on_request_end.append(on_end)
-    async with sandbox.client(trace_configs=[trace]) as client:
+    async with client_for(sandbox, trace_configs=[trace]) as client:
         [c async for c in client.portfolios.configurations.list(max_items=1)]
     assert seen == ["POST /auth/token 200", "GET /portfolios/configurations 200"]
 
@@ -153,7 +154,7 @@ async def test_debug_logs_name_each_request_and_no_secret_leaks(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
-    async with sandbox.client() as client:
+    async with client_for(sandbox) as client:
         positions = [p async for p in client.positions.export(sandbox.tenant.account_ids[:2])]
         key = str(uuid.uuid4())
         await client.portfolios.orders.create(user_id=ID, account_id=sandbox.tenant.account_ids[0],

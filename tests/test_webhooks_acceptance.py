@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from tests.support.clients import client_for
 from upvest_async import Position, UpvestClient, WebhookEvent
 from upvest_async.jobs import trigger_many
 from upvest_async.sandbox import Sandbox, WebhookFaults
@@ -88,7 +89,7 @@ async def test_a_local_copy_kept_current_by_webhooks_equals_a_fresh_export(fault
     async with Sandbox(accounts=4, positions_per_account=30, seed=12, order_fill_seconds=0.05,
                        webhook_backoff_scale=0.001, webhook_faults=faults,
                        webhook_batch_size=4) as sandbox, \
-            sandbox.client() as client:
+            client_for(sandbox) as client:
         local = await export(client)
         calls: collections.Counter[str] = collections.Counter()
 
@@ -125,7 +126,7 @@ async def test_a_local_copy_kept_current_by_webhooks_equals_a_fresh_export(fault
 
 async def test_a_receiver_behind_an_escaped_path_with_a_query() -> None:
     async with Sandbox(accounts=1, positions_per_account=5, seed=3, order_fill_seconds=0.02,
-                       webhook_backoff_scale=0.001) as sandbox, sandbox.client() as client:
+                       webhook_backoff_scale=0.001) as sandbox, client_for(sandbox) as client:
         seen: list[WebhookEvent] = []
 
         async def on_event(event: WebhookEvent) -> None:
@@ -143,7 +144,7 @@ async def test_a_receiver_behind_an_escaped_path_with_a_query() -> None:
 
 async def test_event_types_nobody_knows_pass_untyped() -> None:
     async with Sandbox(accounts=1, positions_per_account=1, webhook_backoff_scale=0.001) as \
-            sandbox, sandbox.client() as client:
+            sandbox, client_for(sandbox) as client:
         seen: list[WebhookEvent] = []
 
         async def on_event(event: WebhookEvent) -> None:
@@ -162,7 +163,7 @@ async def test_event_types_nobody_knows_pass_untyped() -> None:
 
 async def test_key_rotation_mid_stream_refreshes_the_keys_once() -> None:
     async with Sandbox(accounts=3, positions_per_account=10, seed=5, order_fill_seconds=0.05,
-                       webhook_backoff_scale=0.001) as sandbox, sandbox.client() as client:
+                       webhook_backoff_scale=0.001) as sandbox, client_for(sandbox) as client:
         local = await export(client)
         calls: collections.Counter[str] = collections.Counter()
         kids: set[str] = set()

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import pytest
 
+from .client import UpvestClient
+
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from . import UpvestClient, WebhookEvent
+    from . import WebhookEvent
     from .sandbox import Sandbox
 
 __all__ = ["MARKER", "SANDBOX_DEFAULTS", "SandboxFactory", "WebhookCapture"]
@@ -123,7 +125,7 @@ class WebhookCapture:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    async def _on_event(self, event: WebhookEvent) -> None:
+    async def _on_event(self, event: WebhookEvent, tx: object) -> None:
         self.events.append(event)
         self._changed.set()
 
@@ -196,8 +198,8 @@ async def upvest_sandbox(
 @_async_fixture
 async def upvest_client(upvest_sandbox: Sandbox) -> AsyncIterator[UpvestClient]:
     """An open :class:`~upvest_async.UpvestClient` for ``upvest_sandbox``, closed after the
-    test."""
-    async with upvest_sandbox.client() as client:
+    test: ``UpvestClient(**upvest_sandbox.client_settings())``."""
+    async with UpvestClient(**upvest_sandbox.client_settings()) as client:
         yield client
 
 

@@ -41,7 +41,7 @@ async def test_survives_two_503s(upvest_sandbox: Sandbox, upvest_client: UpvestC
 async def test_two_tenants(upvest_sandbox_factory: SandboxFactory) -> None:
     small = await upvest_sandbox_factory(accounts=1, positions_per_account=3)
     limited = await upvest_sandbox_factory(rate_limit=5, seed=1)
-    async with small.client() as client:
+    async with UpvestClient(**small.client_settings()) as client:
         assert await holdings(client, small.account_ids[0]) == 3
     assert limited.rate_limit == 5 and limited.account_ids != small.account_ids
 

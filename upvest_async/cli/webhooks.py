@@ -124,7 +124,7 @@ async def _client(embedded: bool) -> AsyncIterator[tuple[UpvestClient, Sandbox |
         return
     async with Sandbox(accounts=3, positions_per_account=20,
                        order_fill_seconds=EMBEDDED_FILL_SECONDS) as sandbox, \
-            sandbox.client() as client:
+            UpvestClient(**sandbox.client_settings()) as client:
         stderr.print(f"{EMBEDDED_SANDBOX}: verifying with the keys of the embedded sandbox at "
                      f"{sandbox.base_url}")
         yield client, sandbox

@@ -7,11 +7,16 @@ in-memory state and idempotent replay (:mod:`.portfolios`, :mod:`.idempotency`).
 in-process::
 
     async with Sandbox(accounts=5, positions_per_account=1200) as sandbox:
-        async with sandbox.client() as client:
-            async for position in client.positions.list(sandbox.tenant.account_ids[0]):
+        async with UpvestClient(**sandbox.client_settings()) as client:
+            async for position in client.positions.list(sandbox.account_ids[0]):
                 ...
 
 or standalone with ``upvest-async sandbox``.
+
+It is a second, independent reading of Upvest's API: it imports nothing of the client (its own
+scope table in :mod:`.scopes`, its own v6 webhook signatures in :mod:`.webhooks.signer`, its own
+request verifier, bodies and ISIN check digits), so a misreading in the client is caught by
+tests against it instead of being repeated by it. It could be its own distribution unchanged.
 
 It can also be an unreliable server (:mod:`.faults`): ``Sandbox(faults=Faults(seed=1,
 server_error_rate=0.2, lost_response_rate=0.1))`` answers random 5xx and 429s, resets
@@ -46,7 +51,6 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..client import UpvestClient
 from .app import create_app
 from .faults import FAULT_KINDS, Faults
 from .portfolios import PortfolioStore
@@ -222,7 +226,8 @@ class Sandbox:
 
     @property
     def account_ids(self) -> list[str]:
-        """The tenant's account ids, sorted (a copy of ``tenant.account_ids``)."""
+        """The tenant's account ids as canonical uuid text (lower-case, hyphenated), sorted
+        (a copy of ``tenant.account_ids``)."""
         return list(self.tenant.account_ids)
 
     @property
@@ -317,7 +322,11 @@ class Sandbox:
         await self.stop()
 
     def client_settings(self) -> dict[str, Any]:
-        """The :class:`UpvestClient` keyword arguments that reach this sandbox."""
+        """The keyword arguments of ``upvest_async.UpvestClient`` that reach this sandbox:
+        ``client_id``, ``client_secret``, ``key_id``, ``private_key`` (PEM text, encrypted),
+        ``private_key_passphrase`` and ``base_url`` (all ``str``); build a client with
+        ``UpvestClient(**sandbox.client_settings())``, adding any other keyword. Raises
+        :class:`RuntimeError` before :meth:`start`."""
         if not self.base_url:
             raise RuntimeError("start the sandbox first")
         return {
@@ -328,10 +337,6 @@ class Sandbox:
             "private_key_passphrase": self.credentials.passphrase,
             "base_url": self.base_url,
         }
-
-    def client(self, **overrides: Any) -> UpvestClient:
-        """A client configured for this sandbox; ``overrides`` are constructor keywords."""
-        return UpvestClient(**{**self.client_settings(), **overrides})
 
     def env(self, *, key_base64: bool = False) -> dict[str, str]:
         """The ``UPVEST_API_*`` variables that point a client at this sandbox. The key is PEM

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..scopes import TOKEN_PATH
+from .context import STATE_KEY
 from .middlewares import (
     auth_middleware,
     faults_middleware,
@@ -19,7 +19,8 @@ from .middlewares import (
 )
 from .portfolios import add_portfolio_routes
 from .positions import list_positions, retrieve_position
-from .state import STATE_KEY, SandboxState
+from .scopes import TOKEN_PATH, check_every_route_has_scopes
+from .state import SandboxState
 from .tokens import token_endpoint
 from .webhooks.routes import add_webhook_routes
 
@@ -35,7 +36,9 @@ def create_app(state: SandboxState) -> web.Application:
     signature/token/scope checks, then fault injection (:mod:`.faults`, only for requests
     that passed the checks). The Portfolios routes (E1 to E15, :mod:`.portfolios`) claim
     idempotency keys inside their handlers, so a request refused by the rate limit or by
-    authentication never consumes a key.
+    authentication never consumes a key. Every route but the token endpoint needs a token
+    with one of the scopes :mod:`.scopes` lists for it; a route the table lacks is a
+    :class:`RuntimeError` here, before anything is served.
     """
     app = web.Application(
         middlewares=[problems_middleware, throttle_middleware, auth_middleware,
@@ -47,4 +50,5 @@ def create_app(state: SandboxState) -> web.Application:
     app.router.add_get("/accounts/{account_id}/positions", list_positions)
     app.router.add_get("/accounts/{account_id}/positions/{instrument_id}", retrieve_position)
     add_webhook_routes(app)
+    check_every_route_has_scopes(app)
     return app

@@ -34,13 +34,17 @@ import enum
 import functools
 import hashlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 from aiohttp import web
 
 from .bodies import canonical_uuid
+from .context import STATE_KEY, Handler
 from .problems import Problem, problem_for
-from .state import STATE_KEY, Handler, SandboxState
+
+if TYPE_CHECKING:
+    from .state import SandboxState
 
 __all__ = [
     "REPLAY_HEADER",

@@ -16,19 +16,11 @@ import uuid
 
 from aiohttp import web
 
-from ..scopes import TOKEN_PATH, required_scope, satisfies
+from .context import FAULT_KEY, NONCE_KEY, REQUEST_ID_KEY, STATE_KEY, THROTTLED_KEY, Handler
 from .faults import FaultDecision
 from .problems import Problem, problem_for, problem_response
-from .state import (
-    FAULT_KEY,
-    NONCE_KEY,
-    REQUEST_ID_KEY,
-    STATE_KEY,
-    THROTTLED_KEY,
-    Handler,
-    JournalEntry,
-    SandboxState,
-)
+from .scopes import TOKEN_PATH, accepted_scopes
+from .state import JournalEntry, SandboxState
 from .verifier import SignatureRejected
 
 __all__ = [
@@ -142,10 +134,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         state.counters.unauthorized += 1
         raise Problem(401, "missing, unknown or expired access token",
                       {"www-authenticate": 'Bearer error="invalid_token"'})
-    needed = required_scope(request.method, url.raw_path)
-    if needed is not None and not satisfies(token.scopes, needed):
+    route = request.match_info.route.resource
+    if route is None:  # no such endpoint: the router's 404 or 405 follows
+        return await handler(request)
+    accepted = accepted_scopes(request.method, route.canonical)
+    if not token.scopes & accepted:
         state.counters.forbidden += 1
-        raise Problem(403, f"the access token lacks scope {needed}")
+        wanted = " or ".join(sorted(accepted)) or "a scope no token has"
+        raise Problem(403, f"the access token lacks scope {wanted}")
     return await handler(request)
 
 

@@ -36,10 +36,10 @@ from .bodies import (
     canonical_uuid,
     read_json,
 )
+from .context import STATE_KEY
 from .idempotency import idempotent
 from .listing import list_response, paging
 from .problems import Problem, json_response
-from .state import STATE_KEY
 from .store import PortfolioStore, parse_timestamp
 
 __all__ = ["PortfolioStore", "add_portfolio_routes"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .context import STATE_KEY
 from .listing import list_response, paging
 from .problems import Problem, json_response
-from .state import STATE_KEY
 
 __all__ = ["list_positions", "retrieve_position"]
 

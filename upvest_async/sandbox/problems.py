@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import REQUEST_ID_KEY
+from .context import REQUEST_ID_KEY
 
 __all__ = ["Problem", "json_response", "problem_for", "problem_response"]
 

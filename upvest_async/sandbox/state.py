@@ -5,45 +5,29 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from aiohttp import web
 
-from ..scopes import (
-    PORTFOLIOS_ADMIN,
-    PORTFOLIOS_READ,
-    POSITIONS_READ,
-    WEBHOOKS_ADMIN,
-    WEBHOOKS_READ,
-)
 from .faults import FAULT_KINDS, FaultInjector, Faults
+from .idempotency import IdempotencyStore
+from .scopes import ALL_SCOPES
+from .store import PortfolioStore
 from .tenant import Tenant
 from .throttling import ClientBuckets
 from .verifier import SignatureVerifier
 
 if TYPE_CHECKING:
-    from .idempotency import IdempotencyStore
-    from .store import PortfolioStore
     from .webhooks.engine import WebhookEngine
 
 
 __all__ = [
-    "FAULT_KEY",
-    "NONCE_KEY",
-    "REQUEST_ID_KEY",
-    "STATE_KEY",
-    "THROTTLED_KEY",
-    "Handler",
     "JournalEntry",
     "SandboxCounters",
     "SandboxState",
     "Token",
 ]
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @attrs.define
@@ -108,16 +92,7 @@ class Token:
     expires_at: float
 
 
-# .idempotency and .store import this module, so they are imported when first needed.
-def _idempotency_store() -> IdempotencyStore:
-    from .idempotency import IdempotencyStore
-
-    return IdempotencyStore()
-
-
 def _portfolio_store(state: SandboxState) -> PortfolioStore:
-    from .store import PortfolioStore
-
     return PortfolioStore(state.tenant, state.counters)
 
 
@@ -125,6 +100,8 @@ def _portfolio_store(state: SandboxState) -> PortfolioStore:
 class SandboxState:
     """The sandbox's mutable state: tenant, registered client, tokens, counters, options.
 
+    ``scopes``: those the registered client may ask for (default
+    :data:`~.scopes.ALL_SCOPES`, every scope some endpoint accepts);
     ``latency``: seconds added to every response (to model a WAN); ``token_lifetime``: seconds
     an access token is valid; ``mutation_delay``: seconds a mutating Portfolios handler sleeps
     after claiming its ``idempotency-key`` (holds a request in flight, for tests);
@@ -144,9 +121,7 @@ class SandboxState:
     client_id: str
     client_secret: str
     verifier: SignatureVerifier
-    scopes: frozenset[str] = frozenset({
-        POSITIONS_READ, PORTFOLIOS_READ, PORTFOLIOS_ADMIN, WEBHOOKS_READ, WEBHOOKS_ADMIN
-    })
+    scopes: frozenset[str] = ALL_SCOPES
     token_lifetime: float = 1799.0
     latency: float = 0.0
     counters: SandboxCounters = attrs.field(factory=SandboxCounters)
@@ -156,7 +131,7 @@ class SandboxState:
         factory=lambda: collections.deque(maxlen=100_000)
     )
     mutation_delay: float = 0.0
-    idempotency: IdempotencyStore = attrs.field(factory=_idempotency_store)
+    idempotency: IdempotencyStore = attrs.field(factory=IdempotencyStore)
     portfolios: PortfolioStore = attrs.field(
         default=attrs.Factory(_portfolio_store, takes_self=True)
     )
@@ -176,10 +151,3 @@ class SandboxState:
     def revoke_tokens(self) -> None:
         """Invalidate every issued access token (the next API call gets a 401)."""
         self.tokens.clear()
-
-
-STATE_KEY = web.AppKey("state", SandboxState)
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
-NONCE_KEY = web.RequestKey("nonce", str)
-FAULT_KEY = web.RequestKey("fault", str)
-THROTTLED_KEY = web.RequestKey("throttled", bool)

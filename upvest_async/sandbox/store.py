@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .bodies import (
     AllocationBody,
@@ -21,8 +21,10 @@ from .bodies import (
 )
 from .idempotency import current_key
 from .problems import Problem
-from .state import SandboxCounters
 from .tenant import Tenant
+
+if TYPE_CHECKING:
+    from .state import SandboxCounters
 
 __all__ = ["ORDER_STATUSES", "SEED_TIMESTAMP", "PortfolioStore", "StoreObserver",
            "format_timestamp", "parse_timestamp"]

@@ -7,8 +7,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from .context import STATE_KEY
 from .problems import Problem, json_response
-from .state import STATE_KEY, Token
+from .state import Token
 
 __all__ = ["token_endpoint"]
 

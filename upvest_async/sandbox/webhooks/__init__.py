@@ -1,8 +1,8 @@
 """Upvest's webhook sending side, in the embedded sandbox (WEBHOOKS.md).
 
 - :mod:`.keys`: the sandbox's own P-521 key pairs (JWKS at ``GET /auth/verify_keys``, rotation);
-- :mod:`.signer`: Upvest's v6 signatures (params and signing; the signature base and
-  ``digest`` come from :mod:`upvest_async.webhooks.base`, the receiver's builder);
+- :mod:`.signer`: Upvest's v6 signatures (signature base, ``digest``, params and signing:
+  the sandbox's own reading of the format, independent of the client's verifier);
 - :mod:`.subscriptions`: subscriptions and the loopback rule for their URLs;
 - :mod:`.routes`: ``GET /auth/verify_keys`` and ``/webhooks``;
 - :mod:`.events`: event types and the event envelope;

@@ -1,7 +1,7 @@
 """HTTP endpoints of the sandbox's webhook side: ``GET /auth/verify_keys`` (the JWKS) and the
 subscriptions ``POST/GET /webhooks``, ``GET/PATCH/DELETE /webhooks/{webhook_id}``.
 
-Scopes (checked by the sandbox's auth middleware, :func:`~upvest_async.scopes.required_scope`):
+Scopes (the sandbox's own table, ``sandbox/scopes.py``, checked by its auth middleware):
 ``webhooks:read`` for the GETs (``webhooks:admin`` also satisfies it), ``webhooks:admin``
 otherwise. Bodies: ``title`` (string, 1 to 256 characters), ``url`` (loopback only:
 :func:`~.subscriptions.check_url`), ``type`` (array of categories or ``ALL``), ``enabled``
@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ...scopes import VERIFY_KEYS_PATH
 from ..bodies import ObjectReader, canonical_uuid, read_json
+from ..context import STATE_KEY
 from ..listing import list_response, paging
 from ..problems import Problem, json_response
-from ..state import STATE_KEY
+from ..scopes import VERIFY_KEYS_PATH
 from .engine import WebhookEngine
 from .subscriptions import (
     DEFAULT_MAX_PACKAGE_SIZE,

@@ -1,34 +1,43 @@
 """Upvest's "v6" HTTP message signatures, as the webhook sender makes them.
 
-The format is the one of Upvest's own signer, ``upvestco/httpsignature-proxy`` v1.3.8
-(WEBHOOKS.md "Signatures"; docs.upvest.co "Implementing HTTP Message Signatures v6"):
+The sandbox's own reading, independent of the client's verifier (the tests pin it to requests
+signed by Upvest's own signer). Sources: docs.upvest.co "Implementing HTTP Message Signatures
+v6" (https://docs.upvest.co/documentation/tutorials/http_signatures/implementing_http_signatures_v6),
+the IETF draft it follows
+(https://datatracker.ietf.org/doc/html/draft-ietf-httpbis-message-signatures-06), and the
+signer Upvest publishes, ``httpsignature-proxy`` v1.3.8, the last release that signs v6
+(https://github.com/upvestco/httpsignature-proxy/tree/v1.3.8):
 
-- signature base: built by :func:`upvest_async.webhooks.base.signature_base`, the receiver's
-  own builder (one implementation of the v6 base for both sides, pinned to the fixtures):
-  one line ``name: value`` per covered component, names **not** quoted, then
-  ``@signature-params: <params>``; the signing (the sandbox's key, Upvest's side) is here;
+- signature base (:func:`signature_base`): one line ``name: value`` per covered component in
+  the order of ``signature-input``, the name **not** quoted (unlike the draft; Upvest's signer
+  writes it so), values of headers trimmed, ``@method`` upper-case, ``@path`` the path,
+  ``@query`` ``?`` and the raw query; then ``@signature-params: <params>``; lines joined by
+  ``\n``, no newline at the end;
 - params: ``("n1" "n2" ...);keyid="<kid>";created=<unix s>;nonce="<nonce>";expires=<unix s>``;
-- headers: ``digest: SHA-256=<base64>`` for a non-empty body, ``signature-input: sig1=<params>``,
+- headers: ``digest: SHA-256=<base64>`` for a non-empty body (:func:`digest_header`),
+  ``signature-input: sig1=<params>``,
   ``signature: sig1=:<base64 DER ECDSA P-521/SHA-512>:`` (standard padded base64).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ...webhooks.base import digest_value, signature_base
 from .keys import WebhookKey
 
 __all__ = [
     "SIGNATURE_LIFETIME",
+    "digest_header",
     "format_signature_params",
     "sign_base",
     "sign_webhook",
+    "signature_base",
 ]
 
 #: Seconds between ``created`` and ``expires`` (the proxy's 60 s).
@@ -46,6 +55,23 @@ def format_signature_params(
             raise ValueError(f"cannot be written into signature params: {text!r}")
     listed = " ".join(f'"{name}"' for name in components)
     return f'({listed});keyid="{keyid}";created={created};nonce="{nonce}";expires={expires}'
+
+
+def digest_header(body: bytes) -> str:
+    """The ``digest`` header of ``body``: the instance digest of RFC 3230 section 4.3.2 with
+    the ``SHA-256`` algorithm of RFC 5843 (base64 of the 32-byte SHA-256 of the body, standard
+    alphabet, padded), as the v6 page of docs.upvest.co describes it."""
+    encoded = base64.standard_b64encode(hashlib.sha256(body).digest())
+    return "SHA-256=" + encoded.decode("ascii")
+
+
+def signature_base(covered: Sequence[tuple[str, str]], params: str) -> bytes:
+    """The v6 signature base, UTF-8: ``covered`` as ``(component name, value)`` pairs in the
+    order of the params' list (values as they go into the base: see the module docs), then the
+    ``@signature-params`` line with ``params`` verbatim."""
+    lines = [f"{name}: {value}" for name, value in covered]
+    lines.append(f"@signature-params: {params}")
+    return "\n".join(lines).encode("utf-8")
 
 
 def sign_base(base: bytes, private_key: ec.EllipticCurvePrivateKey) -> str:
@@ -73,21 +99,19 @@ def sign_webhook(
     body). ``created``: unix seconds; ``expires`` is ``created + 60``; ``nonce``: 16 random hex
     digits unless given.
     """
-    covered = {name.lower(): value for name, value in headers.items()}
-    components = [*covered, "@method", "@path"]
+    covered = [(name.lower(), value.strip(" \t")) for name, value in headers.items()]
+    covered += [("@method", method.upper()), ("@path", path)]
     if query:
-        components.append("@query")
+        covered.append(("@query", "?" + query))
+    added: dict[str, str] = {}
     if body:
-        covered["digest"] = digest_value(body)
-        components.append("digest")
+        added["digest"] = digest_header(body)
+        covered.append(("digest", added["digest"]))
     params = format_signature_params(
-        components, keyid=key.kid, created=created,
+        [name for name, _ in covered], keyid=key.kid, created=created,
         nonce=nonce if nonce is not None else secrets.token_hex(8),
         expires=created + SIGNATURE_LIFETIME,
     )
-    base = signature_base(components, method=method.upper(), path=path, query=query,
-                          headers=covered, signature_params=params)
-    added = {"digest": covered["digest"]} if body else {}
     added["signature-input"] = f"sig1={params}"
-    added["signature"] = f"sig1=:{sign_base(base, key.private_key)}:"
+    added["signature"] = f"sig1=:{sign_base(signature_base(covered, params), key.private_key)}:"
     return added
