@@ -281,7 +281,6 @@ def test_only_jobs_and_the_command_line_import_jobs_and_cli() -> None:
         "; ".join(wrong))
 
 
-@pytest.mark.xfail(strict=True, reason="sandbox independence in progress")
 def test_the_sandbox_imports_nothing_of_upvest_async_outside_itself() -> None:
     outside = [
         f"{module} imports {target} (line {line})"
