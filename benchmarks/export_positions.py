@@ -15,14 +15,13 @@ Prints three tables:
        (``--no-naive`` skips it: it alone takes about 20 s);
    and, interleaved with (a) and (b): (a) in a process whose GC is tuned as the CLI tunes
    its own (``gc.freeze()``, a gen-0 threshold of 20,000; docs/guides/pagination.md),
-   (d) ``export_records()`` (validated records, not typed), and (a) without the compiled
-   builder (``UPVEST_ASYNC_NO_EXTENSIONS=1``).
+   and (d) ``export_records()`` (validated records, not typed).
 2. Peak RSS while exporting 10k, 100k and 1M positions to a JSONL file with the CLI's job
-   (``upvest_async.jobs.export.export_positions``, built on ``positions.export_accounts``), at
+   (``upvest_async.jobs.export.export_positions``, built on ``positions.export_records``), at
    ``--scaling-latency-ms`` and 2,000 positions per account.
-3. Decode cost per position: ``json.loads`` and ``orjson.loads`` alone, the SDK's typed
-   decoding (``parse_page``, with the compiled builder and without it), the export's
-   validated records, and the generic cattrs function the SDK used before its fast path.
+3. Decode cost per position (``benchmarks/decode.py``): ``json.loads`` and ``orjson.loads``
+   alone, the SDK's typed decoding (``orjson.loads`` and the converter) and the export's
+   validated records.
 
 The sandbox runs in a child process (so its CPU does not compete with the client's on one
 core) and every measured variant runs in a child process of its own (so peak RSS figures do
@@ -140,17 +139,8 @@ async def run_file(client: UpvestClient, accounts: list[str], concurrency: int) 
     return summary.positions
 
 
-async def run_sdk_pure(client: UpvestClient, accounts: list[str], concurrency: int) -> int:
-    """(a) with the Python builder (the child runs with ``UPVEST_ASYNC_NO_EXTENSIONS=1``): what
-    an install without a compiler gets."""
-    from upvest_async.pagination import positions
-
-    assert positions._COMPILED is None
-    return await run_sdk(client, accounts, concurrency)
-
-
 VARIANTS = {"sdk": run_sdk, "floor": run_floor, "naive": run_naive, "file": run_file,
-            "records": run_records, "sdk-gc": run_sdk_gc, "sdk-pure": run_sdk_pure}
+            "records": run_records, "sdk-gc": run_sdk_gc}
 
 
 def child(variant: str) -> None:
@@ -179,8 +169,6 @@ def measure(variant: str, settings: dict[str, Any], accounts: list[str],
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
-    if variant == "sdk-pure":
-        env["UPVEST_ASYNC_NO_EXTENSIONS"] = "1"
     done = subprocess.run(
         [sys.executable, __file__, "--child", variant], input=job, capture_output=True,
         text=True, check=True, env=env,
@@ -190,105 +178,6 @@ def measure(variant: str, settings: dict[str, Any], accounts: list[str],
     ).parent.parent / "upvest_async"
     assert Path(result["package"]).resolve() == expected, (result["package"], expected)
     return result
-
-
-# --- decode cost -------------------------------------------------------------------------------
-
-
-def decode_costs(pages: int = 10, rounds: int = 15) -> dict[str, float]:
-    """Microseconds per position: json.loads, orjson.loads, the SDK's parse_page, the
-    export's records, generic cattrs."""
-    from upvest_async.converter import converter
-    from upvest_async.models import Position
-    from upvest_async.models.positions import PositionRecord
-    from upvest_async.pagination import parse_page
-
-    tenant = Tenant(accounts=pages, positions_per_account=PAGE, seed=1)
-    bodies = []
-    for account in tenant.account_ids:
-        data = tenant.positions(account)
-        meta = {"offset": 0, "limit": PAGE, "count": len(data), "total_count": len(data)}
-        bodies.append(json.dumps({"meta": meta, "data": data}, separators=(",", ":")).encode())
-    # Pages never decoded before, as in an export (each one once, across all rounds): a
-    # tenant of 2,000 positions per account (two pages each, 4,000 instruments), memos kept.
-    export_tenant = Tenant(accounts=pages * rounds // 2, positions_per_account=2 * PAGE, seed=2)
-    fresh_pages = []
-    for account in export_tenant.account_ids:
-        data = export_tenant.positions(account)
-        for offset in (0, PAGE):
-            meta = {"offset": offset, "limit": PAGE, "count": PAGE, "total_count": len(data)}
-            fresh_pages.append(json.dumps({"meta": meta, "data": data[offset:offset + PAGE]},
-                                          separators=(",", ":")).encode())
-    fresh = iter(fresh_pages)
-    generic = converter.copy()
-    generic.register_structure_hook(Position, generic.gen_structure_attrs_fromdict(Position))
-
-    from upvest_async import converter as converter_module
-
-    hook = converter_module._structure_position
-
-    from upvest_async.json_body import parse_json
-    from upvest_async.pagination.positions import structure_positions
-
-    def json_path(body: bytes) -> Any:
-        """The typed path of any body msgspec's does not take: orjson, then the fast path."""
-        document = parse_json(body, what="page")
-        return structure_positions(document["data"])
-
-    from upvest_async.pagination import positions as builder
-
-    compiled = builder._COMPILED
-
-    def python_builder(body: bytes) -> Any:
-        """As without the extension (the Python column builder)."""
-        builder._COMPILED = None
-        try:
-            return parse_page(body, Position)
-        finally:
-            builder._COMPILED = compiled
-
-    def cold(body: bytes) -> Any:
-        """As a page whose decimal strings were never met before (the memo emptied)."""
-        converter_module._decimals.clear()
-        return parse_page(body, Position)
-
-    from decimal import Decimal
-
-    quantities = {body: [item[name] for item in orjson.loads(body)["data"] for name in (
-        "quantity", "available_for_trading", "locked_for_trading", "pending_settlement")]
-        for body in bodies}
-
-    decoders: dict[str, Any] = {
-        "json.loads": json.loads,
-        "orjson.loads": orjson.loads,
-        "typed, SDK (parse_page: msgspec + compiled builder)": (
-            lambda body: parse_page(body, Position)),
-        "typed, SDK, pages never decoded before (an export's; memos kept)": (
-            lambda _: parse_page(next(fresh), Position)),
-        "typed, SDK without the extension (msgspec + Python builder)": python_builder,
-        "typed, the JSON path (orjson + fast path, before msgspec)": json_path,
-        "typed, SDK, every decimal string new (memo emptied per page)": cold,
-        "Decimal(str) of the 4 quantities only (no parsing, no objects)": lambda body: list(
-            map(Decimal, quantities[body])),
-        "typed, per-item converter hook (before the page fast path)": lambda body: [
-            hook(item, Position) for item in orjson.loads(body)["data"]],
-        "records, export (parse_page to PositionRecord: orjson + check)": (
-            lambda body: parse_page(body, PositionRecord)
-        ),
-        "typed, generic cattrs (before the fast path)": (
-            lambda body: generic.structure(json.loads(body)["data"], list[Position])
-        ),
-    }
-    fastest = dict.fromkeys(decoders, float("inf"))
-    # Interleaved rounds (each decoder once per round), so that load from elsewhere hits all
-    # alike; the best round of each.
-    for _ in range(rounds):
-        for name, decode in decoders.items():
-            started = time.perf_counter()
-            for body in bodies:
-                decode(body)
-            fastest[name] = min(fastest[name], time.perf_counter() - started)
-    return {name: seconds / (pages * PAGE) * 1e6 for name, seconds in fastest.items()}
 
 
 # --- the parent --------------------------------------------------------------------------------
@@ -313,7 +202,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         accounts = Tenant(accounts=args.accounts, positions_per_account=0, seed=0).account_ids
         measure("floor", sandbox.settings, accounts, args.concurrency)  # warm the server
         runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "floor": [], "sdk-gc": [],
-                                                 "records": [], "sdk-pure": []}
+                                                 "records": []}
         if args.before:
             runs["before"] = []
         # Interleaved, so that a burst of load from elsewhere hits both variants alike.
@@ -333,7 +222,6 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
         "naive": "(c) naive: one page at a time, limit 100",
         "sdk-gc": "(a) with the GC tuned as the CLI tunes it (gc.freeze, threshold 20,000)",
         "records": "(d) SDK export_records(): validated records, not typed",
-        "sdk-pure": "(a) without the extension (UPVEST_ASYNC_NO_EXTENSIONS=1)",
         "before": f"(a) before: the same, code from {args.before}",
     }
     for variant, results in runs.items():
@@ -363,7 +251,6 @@ def throughput(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
            if "naive" in rates else "")
         + f"   GC tuned (a)/(b) = {rates['sdk-gc'] / rates['floor']:.2f}"
         f"   (d)/(b) = {rates['records'] / rates['floor']:.2f}"
-        f"   without the extension (a)/(b) = {rates['sdk-pure'] / rates['floor']:.2f}"
     )
     if "before" in rates:
         text += f"   before: (a)/(b) = {rates['before'] / rates['floor']:.2f}"
@@ -429,12 +316,13 @@ def main() -> None:
     print(text + "\n", flush=True)
     if args.scaling:
         print(scaling(args) + "\n", flush=True)
-    costs = decode_costs()
-    base = costs["json.loads"]
-    rows = [[name, f"{value:.2f}", f"{value / base:.1f}x"] for name, value in costs.items()]
+    from decode import measure as decode_costs
+    from decode import render
+
+    costs = decode_costs(10, 15, current=True)
     print("Decode cost per position (10 pages x 1,000 positions, best of 15 interleaved "
           "rounds)\n")
-    print(table(["decoder", "us/position", "vs json.loads"], rows))
+    print(render([(name, value, costs["json.loads"]) for name, value in costs.items()]))
 
 
 if __name__ == "__main__":

@@ -287,17 +287,12 @@ async def _export(client: UpvestClient) -> list[Any]:
     return [p async for p in client.positions.export([ACCOUNT])]
 
 
-async def _export_accounts(client: UpvestClient) -> list[Any]:
-    return [p async for _, ps in client.positions.export_accounts([ACCOUNT]) for p in ps]
-
-
 async def _export_records(client: UpvestClient) -> list[Any]:
     return [r async for _, rs in client.positions.export_records([ACCOUNT]) for r in rs]
 
 
 DECODERS: dict[str, Callable[[UpvestClient], Awaitable[list[Any]]]] = {
-    "list": _list, "export": _export, "export_accounts": _export_accounts,
-    "export_records": _export_records,
+    "list": _list, "export": _export, "export_records": _export_records,
 }
 OTHER_INSTRUMENTS = ["6f1f5f0e-3c7a-4c55-9a0e-1b2c3d4e5f60", "7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d",
                      "8b3c4d5e-6f7a-4b2c-9d3e-4f5a6b7c8d9e"]

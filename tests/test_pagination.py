@@ -327,7 +327,7 @@ async def test_an_error_in_a_later_account_surfaces_in_order_and_cleans_up(
     accounts = [sandbox.tenant.account_ids[0], str(uuid.uuid4()), sandbox.tenant.account_ids[1]]
     seen: list[str] = []
     with pytest.raises(NotFoundError):
-        async for account, _ in client.positions.export_accounts(accounts, concurrency=4):
+        async for account, _ in client.positions.export_records(accounts, concurrency=4):
             seen.append(account)
     assert seen == [accounts[0]]
     # Only the in-process server's keep-alive connection handlers may remain.
@@ -594,17 +594,17 @@ async def test_export_many_accounts_bounded_concurrency_grouped_in_order() -> No
         async with client_for(sb) as client:
             traffic = track(client)
             grouped = []
-            async for account, page in client.positions.export_pages(
-                order, concurrency=5, page_size=100
-            ):
+            # The engine of the exports: the lists of many accounts under one limit.
+            lists = [(a, client.positions.list(a, page_size=100, prefetch=5)) for a in order]
+            async for account, page in chain_pages(lists, concurrency=5):
                 # The empty account's one request delivers no page.
                 traffic.delivered += page is not None or account == tenant.account_ids[4]
                 # Pages requested and not delivered: window (2 x 5) + the head's prefetch (5).
                 assert traffic.started - traffic.delivered <= 2 * 5 + 5
                 grouped.append((account, page))
             exported = [p async for p in client.positions.export(order, concurrency=3)]
-            by_account = [(a, len(ps)) async for a, ps in
-                          client.positions.export_accounts(order, concurrency=2)]
+            by_account = [(a, len(rs)) async for a, rs in
+                          client.positions.export_records(order, concurrency=2)]
     assert 2 <= traffic.max_in_flight <= 5
     assert traffic.max_in_flight == 5  # 12 accounts x 4 pages keep every slot busy
     expected = [p for account in order for p in tenant.positions(account, notify=False)]
@@ -615,7 +615,7 @@ async def test_export_many_accounts_bounded_concurrency_grouped_in_order() -> No
 
 
 async def test_gate_gives_turns_in_delivery_order_within_its_bounds() -> None:
-    from upvest_async.pagination.engine import _Gate
+    from upvest_async.pagination.gate import _Gate
 
     gate = _Gate(concurrency=1, window=3)
     granted: list[tuple[int, int]] = []
@@ -650,10 +650,10 @@ async def test_gate_gives_turns_in_delivery_order_within_its_bounds() -> None:
 async def test_export_checks_every_id_before_sending(
     sandbox: Sandbox, client: UpvestClient
 ) -> None:
-    with pytest.raises(InvalidInputError):
-        [p async for p in client.positions.export([sandbox.tenant.account_ids[0], "nope"])]
-    with pytest.raises(InvalidInputError):
-        client.positions.export_pages(sandbox.tenant.account_ids, concurrency=0)
+    with pytest.raises(InvalidInputError, match="account_id"):  # at the call, not on iteration
+        client.positions.export([sandbox.tenant.account_ids[0], "nope"])
+    with pytest.raises(InvalidInputError, match="account_id"):
+        client.positions.export_records([sandbox.tenant.account_ids[0], "nope"])
     assert sandbox.counters.requests == 0
 
 
@@ -662,12 +662,64 @@ async def test_every_export_refuses_a_bad_concurrency_before_sending(
     sandbox: Sandbox, client: UpvestClient, concurrency: Any
 ) -> None:
     accounts = sandbox.tenant.account_ids[:2]
-    with pytest.raises(InvalidInputError, match="concurrency"):
-        client.positions.export_pages(accounts, concurrency=concurrency)
-    for method in (client.positions.export, client.positions.export_accounts,
-                   client.positions.export_records):
+    for method in (client.positions.export, client.positions.export_records):
         with pytest.raises(InvalidInputError, match="concurrency"):
-            [x async for x in method(accounts, concurrency=concurrency)]
+            method(accounts, concurrency=concurrency)
+    assert sandbox.counters.requests == 0
+
+
+async def test_lists_and_exports_apply_per_call_options_to_every_page_request() -> None:
+    async with Sandbox(accounts=2, positions_per_account=250, seed=3) as sandbox, \
+            client_for(sandbox) as client:
+        accounts = sandbox.tenant.account_ids
+        tag = {"x-correlation-id": "run-7"}
+
+        def tagged_page_requests() -> list[bool]:
+            return [entry.headers.get("x-correlation-id") == "run-7"
+                    for entry in sandbox.state.journal if entry.method == "GET"]
+
+        listed = [p async for p in client.positions.list(
+            accounts[0], page_size=100, timeout=5.0, max_retries=0, extra_headers=tag)]
+        assert len(listed) == 250 and tagged_page_requests() == [True] * 3
+        exported = [p async for p in client.positions.export(
+            accounts, page_size=100, extra_headers=tag)]
+        records = [(a, len(rs)) async for a, rs in client.positions.export_records(
+            accounts, page_size=100, deadline=30.0, extra_headers=tag)]
+        assert len(exported) == 500 and records == [(a, 250) for a in accounts]
+        assert tagged_page_requests() == [True] * (3 + 6 + 6)
+        configurations = [c async for c in client.portfolios.configurations.list(
+            page_size=1, extra_headers=tag)]
+        orders = [o async for o in client.portfolios.orders.list(extra_headers=tag)]
+        allocations = [a async for a in client.portfolios.allocations.list(extra_headers=tag)]
+        assert len(configurations) == 2 and orders == [] and allocations
+        assert all(tagged_page_requests())
+        # A view's options are the defaults; a call's own override them.
+        view = client.with_options(extra_headers={"x-correlation-id": "view"})
+        [p async for p in view.positions.list(accounts[0], max_items=1)]
+        assert sandbox.state.journal[-1].headers["x-correlation-id"] == "view"
+        [p async for p in view.positions.list(accounts[0], max_items=1, extra_headers=tag)]
+        assert sandbox.state.journal[-1].headers["x-correlation-id"] == "run-7"
+        await view.aclose()
+
+
+async def test_bad_per_call_options_of_lists_and_exports_are_refused_before_sending(
+    sandbox: Sandbox, client: UpvestClient
+) -> None:
+    account = sandbox.tenant.account_ids[0]
+    bad: list[dict[str, Any]] = [
+        {"timeout": 0}, {"timeout": "5"}, {"max_retries": -1}, {"deadline": -1.0},
+        {"extra_headers": {"authorization": "Bearer x"}},
+        {"extra_headers": {"upvest-client-id": "x"}}, {"extra_headers": {"x-a": "1\r\nx-b: 2"}},
+    ]
+    for options in bad:
+        with pytest.raises(InvalidInputError):
+            client.positions.list(account, **options)
+        with pytest.raises(InvalidInputError):
+            client.positions.export([account], **options)
+        with pytest.raises(InvalidInputError):
+            client.portfolios.orders.list(**options)
+    with pytest.raises(TypeError, match="bogus"):
+        client.positions.list(account, **{"bogus": 1})  # type: ignore[arg-type]
     assert sandbox.counters.requests == 0
 
 

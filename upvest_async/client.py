@@ -27,7 +27,7 @@ from .retries import RetryBudget, RetryPolicy
 from .stats import ClientStats
 from .telemetry import telemetry_for
 from .tokens import TokenManager
-from .transport import Limits, RequestOptions, Transport
+from .transport import Limits, RequestOptions, Transport, resolve_options
 
 if TYPE_CHECKING:
     from .webhooks.resource import Webhooks
@@ -348,10 +348,14 @@ class UpvestClient:
         strict: bool = False,
         key: Callable[[T], Hashable] | None = None,
         template: str | None = None,
+        options: RequestOptions | None = None,
     ) -> Paginator[T]:
-        # ``template``: the path's URL template, for telemetry (None: derived from the path).
-        request = (self._request if template is None
-                   else functools.partial(self._request, template=template))
+        """A paginator whose page requests use ``options`` (per-call options, checked here,
+        before anything is sent) over this client's defaults. ``template``: the path's URL
+        template, for telemetry (``None``: derived from the path)."""
+        options = options or {}
+        resolve_options({**self._defaults, **options}, self.retry_policy, self._limits.timeout)
+        request = functools.partial(self._request, template=template, **options)
         return Paginator(
             request, self.stats, path, item_type, params=params, page_size=page_size,
             offset=offset, max_items=max_items, prefetch=prefetch, strict=strict, key=key,

@@ -61,7 +61,8 @@ RESERVED_HEADERS = frozenset({
 
 
 class RequestOptions(TypedDict, total=False):
-    """Per-call options, accepted by every method as keyword arguments and by
+    """Per-call options, accepted by every method as keyword arguments (a ``list()`` or an
+    export applies them to each of its page requests) and by
     :meth:`~upvest_async.UpvestClient.with_options`.
 
     ``timeout``: seconds for one attempt; ``max_retries``: retries after failed attempts;
@@ -77,6 +78,34 @@ class RequestOptions(TypedDict, total=False):
     deadline: float | None
     backoff_max: float
     extra_headers: Mapping[str, str]
+
+
+def resolve_options(
+    options: RequestOptions, policy: RetryPolicy, timeout: float
+) -> tuple[dict[str, str], RetryPolicy, float]:
+    """Check per-call ``options`` and apply them to the client's retry ``policy`` and
+    ``timeout`` (seconds): the request headers they add, the call's policy and its timeout.
+    Raises :class:`TypeError` for a name that is no option (as a call with an unexpected
+    keyword would) and :class:`~upvest_async.errors.InvalidInputError` for a bad value, before
+    anything is sent."""
+    unknown = sorted(set(options) - RequestOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (not a per-call option)")
+    headers = check_extra_headers(options.get("extra_headers") or {})
+    changes: dict[str, Any] = {
+        key: options[key]
+        for key in ("max_retries", "max_throttled_retries", "deadline", "backoff_max")
+        if key in options
+    }
+    if changes:
+        try:
+            policy = attrs.evolve(policy, **changes)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError("options", str(exc)) from None
+    seconds = options.get("timeout", timeout)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise InvalidInputError("timeout", "must be a positive number of seconds")
+    return headers, policy, float(seconds)
 
 
 def check_extra_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -212,9 +241,9 @@ class Transport:
         (``/accounts/{account_id}/positions``), the name of its spans (``None``: derived from
         ``path`` by :func:`upvest_async.telemetry.url_template`).
         """
-        options = options or {}
         method = method.upper()
-        headers = check_extra_headers(options.get("extra_headers") or {})
+        headers, policy, timeout = resolve_options(options or {}, self.policy,
+                                                   self.limits.timeout)
         body: bytes | None = None
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
@@ -222,20 +251,6 @@ class Transport:
         if method in MUTATING_METHODS:
             headers["idempotency-key"] = idempotency_key or str(uuid.uuid4())
         url = self.url(path, params)
-        policy = self.policy
-        changes: dict[str, Any] = {
-            key: options[key]
-            for key in ("max_retries", "max_throttled_retries", "deadline", "backoff_max")
-            if key in options
-        }
-        if changes:
-            try:
-                policy = attrs.evolve(policy, **changes)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError("options", str(exc)) from None
-        timeout = options.get("timeout", self.limits.timeout)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidInputError("timeout", "must be a positive number of seconds")
 
         async def send(seconds: float, deadline: float | None, attempt: int) -> RawResponse:
             return await self._attempt(method, path, url, headers, body, seconds, attempt,
@@ -244,7 +259,7 @@ class Transport:
         telemetry = self.telemetry
         response = await call_with_retries(
             f"{method} {path}", send, policy=policy, budget=self.budget,
-            limiter=self.limiter, stats=self._stats, timeout=float(timeout),
+            limiter=self.limiter, stats=self._stats, timeout=timeout,
             trace=None if telemetry is None else telemetry.call(method, path, url, template),
         )
         record_response(response)

@@ -39,12 +39,15 @@ class Allocations(Resource):
         page_size: int = MAX_LIMIT,
         offset: int = 0,
         max_items: int | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Paginator[PortfoliosAllocation]:
         """List allocations: ``GET /portfolios/allocations`` (E1), scope ``portfolios:read``.
 
         ``instrument_ids``: ISINs or Upvest uuids, sent comma-separated (Q17); ``sort``: ``id``;
         ``order``: ``ASC``; ``start_date``/``end_date``: RFC 3339. Returns an async iterator of
         :class:`PortfoliosAllocation`.
+        Takes the per-call options of :class:`~upvest_async.RequestOptions`, applied to each
+        page request (checked at once, before anything is sent).
         """
         joined = None
         if instrument_ids is not None:
@@ -61,7 +64,7 @@ class Allocations(Resource):
                               end_date=end_date, extra={"instrument_ids": joined})
         return self._client._paginate(
             "/portfolios/allocations", PortfoliosAllocation, params=params,
-            page_size=page_size, offset=offset, max_items=max_items,
+            page_size=page_size, offset=offset, max_items=max_items, options=options,
         )
 
     async def create(

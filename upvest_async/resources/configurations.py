@@ -36,6 +36,7 @@ class Configurations(Resource):
         page_size: int = MAX_LIMIT,
         offset: int = 0,
         max_items: int | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Paginator[PortfoliosConfiguration]:
         """List configurations: ``GET /portfolios/configurations`` (E5), scope
         ``portfolios:read``.
@@ -44,6 +45,8 @@ class Configurations(Resource):
         Q17; the SDK requires UUIDs); ``sort``: ``account_id``; ``order``: ``ASC``;
         ``start_date``/``end_date``: RFC 3339. Returns an async iterator of
         :class:`PortfoliosConfiguration`.
+        Takes the per-call options of :class:`~upvest_async.RequestOptions`, applied to each
+        page request (checked at once, before anything is sent).
         """
         params = list_filters(
             sort=sort, sort_values=("account_id",), order=order, start_date=start_date,
@@ -54,7 +57,7 @@ class Configurations(Resource):
         )
         return self._client._paginate(
             "/portfolios/configurations", PortfoliosConfiguration, params=params,
-            page_size=page_size, offset=offset, max_items=max_items,
+            page_size=page_size, offset=offset, max_items=max_items, options=options,
         )
 
     async def create(

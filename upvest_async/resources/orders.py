@@ -39,10 +39,14 @@ class Orders(Resource):
         page_size: int = MAX_LIMIT,
         offset: int = 0,
         max_items: int | None = None,
+        **options: Unpack[RequestOptions],
     ) -> Paginator[PortfoliosOrder]:
         """List portfolio orders: ``GET /portfolios/orders`` (E9), scope ``portfolios:read``.
         Filters ``account_id``, ``allocation_id`` (UUIDs); ``sort``: ``id``; ``order``:
-        ``ASC``; ``start_date``/``end_date``: RFC 3339."""
+        ``ASC``; ``start_date``/``end_date``: RFC 3339.
+        Takes the per-call options of :class:`~upvest_async.RequestOptions`, applied to each
+        page request (checked at once, before anything is sent).
+        """
         params = list_filters(
             sort=sort, sort_values=("id",), order=order, start_date=start_date,
             end_date=end_date, extra={
@@ -52,7 +56,7 @@ class Orders(Resource):
         )
         return self._client._paginate(
             "/portfolios/orders", PortfoliosOrder, params=params, page_size=page_size,
-            offset=offset, max_items=max_items,
+            offset=offset, max_items=max_items, options=options,
         )
 
     async def create(

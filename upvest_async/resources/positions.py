@@ -1,13 +1,15 @@
-"""``client.positions``: E16 and E17 (seed 002), and streaming exports of many accounts."""
+"""``client.positions``: E16 and E17 (seed 002), and streaming exports of many accounts:
+:meth:`Positions.export` (typed positions, in order) and :meth:`Positions.export_records` (the
+API's own objects per account, as the command line writes them)."""
 
 from __future__ import annotations
 
 import builtins
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Hashable, Iterable
 from operator import attrgetter
-from typing import Unpack
+from typing import TypeVar, Unpack
 
 from ..errors import InvalidInputError
 from ..models import Page, Position
@@ -20,6 +22,8 @@ from ..validation import check_uuid, instrument_path_id
 from ._base import Resource
 
 __all__ = ["DEFAULT_EXPORT_CONCURRENCY", "Positions"]
+
+T = TypeVar("T")
 
 #: Page requests in flight for a whole export, by default.
 DEFAULT_EXPORT_CONCURRENCY = 16
@@ -49,6 +53,34 @@ def _empty_records() -> PositionRecords:
     return records
 
 
+async def _items(
+    pages: AsyncGenerator[tuple[str, Page[T] | None], None],
+) -> AsyncGenerator[T, None]:
+    """The items of an export's pages, in order."""
+    async with contextlib.aclosing(pages):
+        async for _, page in pages:
+            if page is not None:
+                for item in page.items:
+                    yield item
+
+
+async def _by_account(
+    pages: AsyncGenerator[tuple[str, Page[PositionRecord] | None], None],
+) -> AsyncGenerator[tuple[str, PositionRecords], None]:
+    """The records of an export's pages, gathered per account (an account with no positions
+    too)."""
+    async with contextlib.aclosing(pages):
+        records = _empty_records()
+        async for account, page in pages:
+            if page is None:
+                yield account, records
+                records = _empty_records()
+            else:
+                items = page.items  # PositionRecords, or a plain slice of one (re-sync)
+                records.canonical &= getattr(items, "canonical", False)
+                records.extend(items)
+
+
 class Positions(Resource):
     """Positions of accounts (scope ``positions:read``)."""
 
@@ -61,6 +93,7 @@ class Positions(Resource):
         max_items: int | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         strict: bool = False,
+        **options: Unpack[RequestOptions],
     ) -> Paginator[Position]:
         """List the positions of one account: ``GET /accounts/{account_id}/positions`` (E16).
 
@@ -70,16 +103,18 @@ class Positions(Resource):
         resume, ``max_items`` where to stop, ``prefetch`` how many pages are requested ahead
         (concurrently, delivered in order), ``strict`` whether a list that changes while it is
         read raises :class:`~upvest_async.PaginationError` instead of being re-synchronised
-        (see :mod:`upvest_async.pagination`). Raises :class:`~upvest_async.InvalidInputError` at
-        once for a non-UUID ``account_id`` or out-of-range values; the API errors of
-        :class:`~upvest_async.APIStatusError` and :class:`~upvest_async.PaginationError` while
-        iterating.
+        (see :mod:`upvest_async.pagination`). Takes the per-call options of
+        :class:`~upvest_async.RequestOptions`, applied to each page request. Raises
+        :class:`~upvest_async.InvalidInputError` at once for a non-UUID ``account_id`` or
+        out-of-range values; the API errors of :class:`~upvest_async.APIStatusError` and
+        :class:`~upvest_async.PaginationError` while iterating.
         """
         account = check_uuid("account_id", account_id)
         return self._client._paginate(
             f"/accounts/{account}/positions", Position,
             page_size=page_size, offset=offset, max_items=max_items, prefetch=prefetch,
             strict=strict, key=_instrument_key, template="/accounts/{account_id}/positions",
+            options=options,
         )
 
     async def retrieve(
@@ -104,119 +139,90 @@ class Positions(Resource):
             template="/accounts/{account_id}/positions/{instrument_id}",
         )
 
-    def export_pages(
+    def export(
         self,
         account_ids: Iterable[str | uuid.UUID],
         *,
         concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         page_size: int = MAX_LIMIT,
         strict: bool = False,
-    ) -> AsyncGenerator[tuple[str, Page[Position] | None], None]:
-        """Stream the pages of positions of many accounts (E16), grouped by account in the
-        order given: ``(account_id, page)`` for each non-empty page, then
-        ``(account_id, None)`` when that account is done (also when it has no positions).
+        **options: Unpack[RequestOptions],
+    ) -> AsyncGenerator[Position, None]:
+        """Stream the positions of many accounts (E16), grouped by account in the order given,
+        each account's in the order of its list; each :class:`Position` names its
+        ``account_id``.
 
         ``concurrency``: the most page requests in flight for the whole export, across
         accounts and pages. The pages of following accounts are fetched while earlier ones are
         delivered, those needed first always requested first; at most ``3 * concurrency``
         pages are in flight or waiting for delivery (see
-        :func:`~upvest_async.pagination.chain_pages`). ``page_size`` and ``strict`` as for
-        :meth:`list`. Raises :class:`~upvest_async.InvalidInputError` at once for a bad id or
-        ``concurrency`` (all ids are checked before anything is sent); the errors of
-        :meth:`list` while iterating. Leaving the loop early cancels the requests in flight.
-        A page request answered 429 is re-sent as long as its deadline allows (the client's
-        rate limiter paces it), so throttling alone never fails an export; set
-        ``max_throttled_retries`` with :meth:`~upvest_async.UpvestClient.with_options` to bound
-        it.
+        :func:`~upvest_async.pagination.chain_pages`), and positions are yielded page by page,
+        so no account is held in memory whole. ``page_size`` and ``strict`` as for
+        :meth:`list`; the per-call options of :class:`~upvest_async.RequestOptions` apply to
+        each page request. A page request answered 429 is re-sent as long as its deadline
+        allows (the client's rate limiter paces it), so throttling alone never fails an
+        export; give ``max_throttled_retries`` to bound it. Raises
+        :class:`~upvest_async.InvalidInputError` at once for a bad id, ``concurrency`` or
+        option (all ids are checked before anything is sent); the errors of :meth:`list` while
+        iterating. Leaving the loop early cancels the requests in flight.
         """
-        accounts = _export_accounts(account_ids, concurrency)
-        patient = self._client.with_options(**self._client._bulk_options()).positions
-        paginators = [
-            (account, patient.list(account, page_size=page_size, prefetch=concurrency,
-                                   strict=strict))
-            for account in accounts
-        ]
-        return chain_pages(paginators, concurrency=concurrency)
-
-    async def export_accounts(
-        self,
-        account_ids: Iterable[str | uuid.UUID],
-        *,
-        concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
-        page_size: int = MAX_LIMIT,
-        strict: bool = False,
-    ) -> AsyncIterator[tuple[str, builtins.list[Position]]]:
-        """Yield ``(account_id, positions)`` for each account, in the order given (E16).
-
-        Built on :meth:`export_pages` (same arguments and errors): memory holds the positions
-        of the account being yielded plus at most ``3 * concurrency`` pages.
-        """
-        pages = self.export_pages(
-            account_ids, concurrency=concurrency, page_size=page_size, strict=strict
+        paginators = self._export_paginators(
+            account_ids, Position, _instrument_key, concurrency=concurrency,
+            page_size=page_size, strict=strict, options=options,
         )
-        async with contextlib.aclosing(pages):
-            positions: builtins.list[Position] = []
-            async for account, page in pages:
-                if page is None:
-                    yield account, positions
-                    positions = []
-                else:
-                    positions.extend(page.items)
+        return _items(chain_pages(paginators, concurrency=concurrency))
 
-    async def export_records(
+    def export_records(
         self,
         account_ids: Iterable[str | uuid.UUID],
         *,
         concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         page_size: int = MAX_LIMIT,
         strict: bool = False,
-    ) -> AsyncIterator[tuple[str, PositionRecords]]:
-        """Like :meth:`export_accounts`, but each position is the API's own JSON object
-        (:class:`~upvest_async.models.positions.PositionRecord`), validated exactly as
-        :class:`Position` validates it and not rebuilt: the fastest way to write positions
-        out unchanged (see :mod:`upvest_async.records`). Same arguments, memory bound and
-        errors (a malformed position is a :class:`~upvest_async.ResponseValidationError`
-        naming its field, ``$[3].quantity``)."""
+        **options: Unpack[RequestOptions],
+    ) -> AsyncGenerator[tuple[str, PositionRecords], None]:
+        """Yield ``(account_id, records)`` for each account, in the order given, once its
+        positions are all read (an account with none too, with no records): each position is
+        the API's own JSON object (:class:`~upvest_async.models.positions.PositionRecord`),
+        validated exactly as :class:`Position` validates it and not rebuilt. The way to write
+        positions out unchanged, one account at a time, so that an export can record each
+        account done and resume after it (as ``upvest-async export-positions --checkpoint``
+        does; see :mod:`upvest_async.records`).
+
+        Same arguments and errors as :meth:`export` (a malformed position is a
+        :class:`~upvest_async.ResponseValidationError` naming its field, ``$[3].quantity``);
+        memory holds the records of the account being yielded plus at most
+        ``3 * concurrency`` pages.
+        """
+        paginators = self._export_paginators(
+            account_ids, PositionRecord, _record_key, concurrency=concurrency,
+            page_size=page_size, strict=strict, options=options,
+        )
+        return _by_account(chain_pages(paginators, concurrency=concurrency))
+
+    def _export_paginators(
+        self,
+        account_ids: Iterable[str | uuid.UUID],
+        item_type: type[T],
+        key: Callable[[T], Hashable],
+        *,
+        concurrency: int,
+        page_size: int,
+        strict: bool,
+        options: RequestOptions,
+    ) -> builtins.list[tuple[str, Paginator[T]]]:
+        """One paginator per account of an export, all checked before anything is sent: the
+        ids, ``concurrency`` (an integer >= 1), the paging values and the options. Each reads
+        ahead up to ``concurrency`` pages, and its page requests are re-sent after a 429 as
+        long as their deadline allows (the bulk options), unless ``max_throttled_retries``
+        was given (here, or with :meth:`~upvest_async.UpvestClient.with_options`)."""
         accounts = _export_accounts(account_ids, concurrency)
-        patient = self._client.with_options(**self._client._bulk_options())
-        paginators = [
-            (account, patient._paginate(
-                f"/accounts/{account}/positions", PositionRecord, page_size=page_size,
-                prefetch=concurrency, strict=strict, key=_record_key,
-                template="/accounts/{account_id}/positions",
+        options = {**self._client._bulk_options(), **options}
+        return [
+            (account, self._client._paginate(
+                f"/accounts/{account}/positions", item_type, page_size=page_size,
+                prefetch=concurrency, strict=strict, key=key,
+                template="/accounts/{account_id}/positions", options=options,
             ))
             for account in accounts
         ]
-        pages = chain_pages(paginators, concurrency=concurrency)
-        async with contextlib.aclosing(pages):
-            records = _empty_records()
-            async for account, page in pages:
-                if page is None:
-                    yield account, records
-                    records = _empty_records()
-                else:
-                    items = page.items  # PositionRecords, or a plain slice of one (re-sync)
-                    records.canonical &= getattr(items, "canonical", False)
-                    records.extend(items)
-
-    async def export(
-        self,
-        account_ids: Iterable[str | uuid.UUID],
-        *,
-        concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
-        page_size: int = MAX_LIMIT,
-        strict: bool = False,
-    ) -> AsyncIterator[Position]:
-        """Stream the positions of many accounts, grouped by account in the order given (E16).
-
-        See :meth:`export_pages` for ``concurrency``, memory and the errors raised; positions
-        are yielded page by page, so no account is held in memory whole.
-        """
-        pages = self.export_pages(
-            account_ids, concurrency=concurrency, page_size=page_size, strict=strict
-        )
-        async with contextlib.aclosing(pages):
-            async for _, page in pages:
-                if page is not None:
-                    for position in page.items:
-                        yield position
