@@ -117,18 +117,15 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite (the README's ``pytest``), against loopback servers only."""
     session.install("-e", ".[test]")
-    # The compiled builder must be there (the tests of both builders run, and one that fails
-    # when the optional extension silently failed to build).
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
-                env={"UPVEST_ASYNC_REQUIRE_EXTENSIONS": "1"})
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
 def build(session: nox.Session) -> None:
     """Build the sdist and the wheel into ``dist/``, ``twine check`` them, and check their
-    contents: the wheel is ``abi3`` (one for every supported Python) and has ``py.typed``, the
-    compiled builder and the sandbox, and nothing but the package; the sdist also has the C
-    source, the tests and the docs sources (``MANIFEST.in``)."""
+    contents: the wheel is pure Python (``py3-none-any``) and has ``py.typed`` and the sandbox,
+    and nothing but the package; the sdist also has the tests and the docs sources
+    (``MANIFEST.in``)."""
     shutil.rmtree(DIST, ignore_errors=True)
     session.install("build[uv]>=1", "twine>=5")
     installer = ["--installer", "uv"] if session.venv_backend == "uv" else []
@@ -141,27 +138,24 @@ def build(session: nox.Session) -> None:
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = set(wheel.namelist())
     tag = Path(wheels[0]).name.removesuffix(".whl").split("-")[-3:]
-    if tag[:2] != ["cp311", "abi3"]:
-        session.error(f"expected one abi3 wheel for Python >= 3.11, got the tags {tag}")
+    if tag != ["py3", "none", "any"]:
+        session.error(f"expected one pure Python wheel (py3-none-any), got the tags {tag}")
     required = {
         "upvest_async/py.typed",
         "upvest_async/__init__.py",
         "upvest_async/sandbox/__init__.py",
         "upvest_async/cli/__init__.py",
-        "upvest_async/pagination/_build.abi3.so",  # the compiled builder (setup.py)
-        "upvest_async/pagination/_build.pyi",
     }
     missing = sorted(required - names)
     if missing:
         session.error(f"the wheel lacks {missing}")
     with tarfile.open(sdists[0]) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for needed in ("tests/conftest.py", "tests/fixtures", "docs/reference", "mkdocs.yml",
-                   "setup.py", "upvest_async/pagination/_build.c"):
+    for needed in ("tests/conftest.py", "tests/fixtures", "docs/reference", "mkdocs.yml"):
         if needed not in members:
             session.error(f"the sdist lacks {needed}")
     leaked = sorted(n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))
-                    or n.endswith(".c"))
+                    or n.endswith((".c", ".so")))
     if leaked:
         session.error(f"the wheel ships files that are not the package: {leaked[:5]}")
     session.log(f"wheel ok: {Path(wheels[0]).name} ({len(names)} files, py.typed included)")
@@ -170,9 +164,8 @@ def build(session: nox.Session) -> None:
 @nox.session(python=PYTHONS, venv_backend="venv")
 def wheel(session: nox.Session) -> None:
     """Install the built wheel (not the source tree) into this fresh venv and run it from
-    outside the checkout: ``--version``, the import location and the compiled builder, and the
-    main job against the embedded sandbox (``--embedded-sandbox``, small tenant). Needs
-    ``nox -s build`` first."""
+    outside the checkout: ``--version`` and the import location, and the main job against the
+    embedded sandbox (``--embedded-sandbox``, small tenant). Needs ``nox -s build`` first."""
     wheels = glob.glob(str(DIST / "*.whl"))
     if len(wheels) != 1:
         session.error("no wheel in dist/: run `nox -s build` first")
@@ -190,10 +183,7 @@ def wheel(session: nox.Session) -> None:
                 f"assert 'site-packages' in p.parts, p;"
                 f"assert upvest_async.__version__ == {expected!r}, upvest_async.__version__;"
                 "assert (p.parent / 'py.typed').is_file();"
-                "from upvest_async.pagination import positions;"
-                "assert positions._COMPILED is not None, 'the compiled builder is missing';"
-                "print('imported', upvest_async.__version__, 'from', p.parent,"
-                "      'with the compiled builder')",
+                "print('imported', upvest_async.__version__, 'from', p.parent)",
             )
             out = session.run("upvest-async", "--version", silent=True)
             if not isinstance(out, str) or expected not in out:

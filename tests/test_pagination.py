@@ -18,9 +18,7 @@ import pytest
 
 from tests.support.clients import client_for
 from upvest_async import InvalidInputError, PaginationError, Position, UpvestClient
-from upvest_async.converter import converter, structure, unstructure
-from upvest_async.errors import ResponseValidationError
-from upvest_async.models import Instrument
+from upvest_async.converter import unstructure
 from upvest_async.pagination import MAX_UNSETTLED, Paginator, chain_pages
 from upvest_async.sandbox import Sandbox
 from upvest_async.sandbox.tenant import POSITIONS_CACHE_SIZE, Tenant
@@ -731,62 +729,7 @@ async def test_chain_pages_validates_its_limits() -> None:
     assert [x async for x in chain_pages([], concurrency=2)] == []
 
 
-# --- decoding fast path and the tenant's mutations ---------------------------------------------
-
-
-_GENERIC = converter.copy()
-_GENERIC.register_structure_hook(Position, _GENERIC.gen_structure_attrs_fromdict(Position))
-
-
-def _generic_error(data: Any) -> str:
-    try:
-        _GENERIC.structure(data, list[Position])
-    except Exception as exc:
-        import cattrs
-
-        if isinstance(exc, cattrs.BaseValidationError):
-            return cattrs.transform_error(exc, path="$")[0]
-        return str(exc)
-    return "ok"
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {},
-        {"quantity": "1e5"},
-        {"quantity": "1e5", "available_for_trading": "1e5"},
-        {"quantity": "12.5", "available_for_trading": "12.5"},
-        {"available_for_trading": ["1"]},
-        {"pending_settlement": None},
-        {"quantity": ""},
-        {"quantity": "-"},
-        {"locked_for_trading": 3},
-        {"account_id": "not-a-uuid"},
-        {"instrument": {"uuid": "00000000-0000-0000-0000-000000000001", "isin": 5}},
-        {"instrument": {"isin": "US0378331005"}},
-        {"instrument": "x"},
-        {"account_id": uuid.UUID(int=5)},
-    ],
-)
-def test_position_fast_path_matches_the_generated_structure(change: dict[str, Any]) -> None:
-    item = {**numbers(1)[0], **change}
-    expected = _generic_error([item])
-    if expected == "ok":
-        assert structure([item], list[Position]) == _GENERIC.structure([item], list[Position])
-    else:
-        with pytest.raises(ResponseValidationError) as caught:
-            structure([item], list[Position])
-        message, _, path = expected.rpartition(" @ ")
-        assert caught.value.path == path and message in str(caught.value)
-
-
-def test_fast_path_shares_immutable_parts() -> None:
-    first, second = structure(numbers(2), list[Position])
-    assert first.account_id is second.account_id
-    again = structure(numbers(1), list[Position])[0]
-    assert again.instrument is first.instrument and again == first
-    assert isinstance(first.instrument, Instrument)
+# --- the tenant's mutations -------------------------------------------------------------------
 
 
 def test_tenant_mutations_keep_order_and_the_cache_bounded() -> None:

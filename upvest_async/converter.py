@@ -1,24 +1,47 @@
-"""The package's one ``cattrs`` converter between JSON-shaped data and the attrs models.
+"""The package's one ``cattrs`` converter between JSON-shaped data and the attrs models, and
+the home of the rules for the API's decimal strings and timestamps (the rule for uuids is
+:mod:`upvest_async.ids`).
 
-- Decimal strings (seed pattern ``^-?[0-9]{0,63}(\\.[0-9]{1,27})?$``) become :class:`Decimal` and
-  are written back as plain decimal strings (``format(value, "f")``), never through ``float``.
-  The pattern also admits ``""`` (quirk Q8): the SDK rejects it as not a number.
-- uuids become :class:`uuid.UUID`, read only from the canonical 8-4-4-4-12 text (either case;
-  :func:`upvest_async.ids.api_uuid`): no white space, braces, ``urn:uuid:``, missing dashes or
-  non-ASCII digits, which ``uuid.UUID(text)`` would read as another uuid. An *optional* uuid
-  sent as ``""`` reads as ``None`` (Q10).
-- Timestamps (RFC 3339, any number of fractional digits, Q16) become timezone-aware
-  :class:`datetime`; a timestamp without offset is rejected.
+- **Decimals** (:func:`api_decimal`): a JSON *string* matching the API's pattern
+  ``^-?[0-9]{0,63}(\\.[0-9]{1,27})?$`` (:data:`DECIMAL_SOURCE`: up to 63 integer digits, up to
+  27 decimals, negatives allowed, ASCII digits only) becomes a :class:`Decimal` of exactly those
+  digits; the pattern also admits ``""`` and ``"-"``, which are refused as not a number (quirk
+  Q8 of ``docs/guides/api-readings.md``). A JSON number where a decimal string belongs is
+  refused too (a float cannot carry the digits). Written back as plain decimal strings
+  (``format(value, "f")``), never through ``float``.
+- **uuids** become :class:`uuid.UUID`, read only from the canonical 8-4-4-4-12 text (either
+  case; :func:`upvest_async.ids.api_uuid`): no white space, braces, ``urn:uuid:``, missing
+  dashes or non-ASCII digits. An *optional* uuid sent as ``""`` reads as ``None`` (Q10).
+- **Timestamps** (:func:`api_datetime`): RFC 3339 ``date-time`` (RFC 3339, section 5.6:
+  ``2021-07-21T14:10:00.00Z``, any number of fractional digits, Q16) with its offset, as a
+  timezone-aware :class:`datetime`; anything else (no offset, no seconds, a week date, the
+  basic format, a space for ``T``) is refused. Written back in UTC with ``Z``
+  (:func:`timestamp_text`).
 - Open enums accept unknown values; unknown fields in responses are ignored.
 - ``str``, ``int`` and ``bool`` fields take exactly that JSON type (no ``"5"`` for ``5``, no
   ``1`` for ``True``, no number for a string).
+
+Every model has one decoding path: this converter's hook for it. A value these rules refuse is
+a :class:`~upvest_async.errors.ResponseValidationError` from :func:`structure`, naming the
+field (``$[3].quantity``).
+
+**Positions** are decoded by the million in exports, so their hook is written out by hand
+(:func:`_structure_positions`, for ``list[Position]``, a page, and ``Position`` alone): the rules
+above, in one loop over the page, with the decimal and account uuid strings of the page parsed
+once each (a page holds one account, and many ``"0"``\\ s) and the instruments through a
+bounded cache of :func:`_instrument` (immutable objects, shared by the positions of every
+account that holds the instrument). When an item is malformed, cattrs' own generated function
+for ``Position`` (the same field hooks) is run on the page only to raise the error with its
+field path.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -31,27 +54,24 @@ from .errors import ResponseValidationError
 from .ids import api_uuid
 from .models.positions import Instrument, Position
 
-__all__ = ["converter", "structure", "unstructure"]
+__all__ = ["DECIMAL_SOURCE", "api_datetime", "api_decimal", "converter", "structure",
+           "timestamp_text", "unstructure"]
 
 T = TypeVar("T")
 
-_DECIMAL = re.compile(r"-?[0-9]{0,63}(\.[0-9]{1,27})?")
+#: The API's decimal string (a regular expression source, for ``fullmatch``): optional ``-``,
+#: up to 63 ASCII integer digits, then optionally ``.`` and 1 to 27 digits. Possessive (no
+#: backtracking); the same language as ``-?[0-9]{0,63}(\.[0-9]{1,27})?``.
+DECIMAL_SOURCE = r"-?+[0-9]{0,63}+(?:\.[0-9]{1,27}+)?+"
+_DECIMAL = re.compile(DECIMAL_SOURCE)
+# RFC 3339, section 5.6, ``date-time`` (its letters are case-insensitive, section 5.6's note).
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+#: Instruments kept by :func:`_instrument` (about 200 bytes each).
+_INSTRUMENTS_CACHED = 65_536
 
 converter = cattrs.Converter()
-
-
-def _unstructure_attrs(cls: type[Any]) -> Any:
-    """Leave out optional fields that are ``None``, as the API leaves them out; fields whose
-    default is a real value (``instrument_id_type="ISIN"``) are always written."""
-    overrides: dict[str, Any] = {
-        field.name: override(omit_if_default=True)
-        for field in attrs.fields(cls)
-        if field.default is None
-    }
-    return make_dict_unstructure_fn(cls, converter, **overrides)
-
-
-converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
 
 
 def _preview(value: Any) -> str:
@@ -63,10 +83,42 @@ def _preview(value: Any) -> str:
     return type(value).__name__
 
 
-def _structure_decimal(value: Any, _: Any) -> Decimal:
-    if not isinstance(value, str) or not value or not _DECIMAL.fullmatch(value) or value == "-":
+def api_decimal(value: object) -> Decimal:
+    """The :class:`Decimal` of ``value``, a decimal string from an API response (see the module
+    docs: :data:`DECIMAL_SOURCE`, not ``""`` or ``"-"``).
+
+    Raises ``ValueError`` naming what was received otherwise, a JSON number included (the
+    converter turns it into a :class:`~upvest_async.ResponseValidationError` with the path).
+    """
+    if not isinstance(value, str) or _DECIMAL.fullmatch(value) is None or value in ("", "-"):
         raise ValueError(f"expected a decimal string, got {_preview(value)}")
     return Decimal(value)
+
+
+def api_datetime(value: object) -> datetime:
+    """The timezone-aware :class:`datetime` of ``value``, an RFC 3339 ``date-time`` string from
+    an API response (RFC 3339, section 5.6; any number of fractional digits, kept to the
+    microsecond). Raises ``ValueError`` for anything else."""
+    if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
+        raise ValueError(f"expected an RFC 3339 timestamp, got {_preview(value)}")
+    return datetime.fromisoformat(value.upper())  # (ValueError for a day or hour out of range)
+
+
+def timestamp_text(value: datetime) -> str:
+    """``value`` (timezone-aware) as the API writes timestamps: UTC, ``Z``
+    (``2021-07-21T14:10:00.123000Z``)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _unstructure_attrs(cls: type[Any]) -> Any:
+    """Leave out optional fields that are ``None``, as the API leaves them out; fields whose
+    default is a real value (``instrument_id_type="ISIN"``) are always written."""
+    overrides: dict[str, Any] = {
+        field.name: override(omit_if_default=True)
+        for field in attrs.fields(cls)
+        if field.default is None
+    }
+    return make_dict_unstructure_fn(cls, converter, **overrides)
 
 
 def _exact(kind: type[Any]) -> Any:
@@ -92,20 +144,15 @@ def _structure_optional_uuid(value: Any, _: Any) -> uuid.UUID | None:
     return _structure_uuid(value, None)
 
 
-def _structure_datetime(value: Any, _: Any) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"expected an RFC 3339 timestamp, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp {_preview(value)} has no UTC offset")
-    return parsed
+def _optional_text(value: Any) -> str | None:
+    """A string or ``None``; never ``str()`` of a number or an object (cattrs' default)."""
+    if value is None or type(value) is str:
+        return value
+    raise ValueError(f"expected a string, got {type(value).__name__}")
 
 
-def _unstructure_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-converter.register_structure_hook(Decimal, _structure_decimal)
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_attrs)
+converter.register_structure_hook(Decimal, lambda value, _: api_decimal(value))
 converter.register_unstructure_hook(Decimal, lambda value: format(value, "f"))
 converter.register_structure_hook(uuid.UUID, _structure_uuid)
 converter.register_unstructure_hook(uuid.UUID, str)
@@ -115,107 +162,81 @@ converter.register_structure_hook_func(
 converter.register_unstructure_hook_func(
     lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), lambda member: member.value
 )
-converter.register_structure_hook(datetime, _structure_datetime)
+converter.register_structure_hook(datetime, lambda value, _: api_datetime(value))
+converter.register_unstructure_hook(datetime, timestamp_text)
 for _kind in (str, int, bool):
     converter.register_structure_hook(_kind, _exact(_kind))
-converter.register_unstructure_hook(datetime, _unstructure_datetime)
-
-
-def _structure_optional_text(value: Any, _: Any) -> str | None:
-    """A string or ``None``; never ``str()`` of a number or an object (cattrs' default)."""
-    if value is None or type(value) is str:
-        return value
-    raise ValueError(f"expected a string, got {type(value).__name__}")
-
-
 # An instrument's isin is text as sent: a number or an object there is malformed.
 converter.register_structure_hook(
     Instrument,
     make_dict_structure_fn(Instrument, converter,
-                           isin=override(struct_hook=_structure_optional_text)),
+                           isin=override(struct_hook=lambda value, _: _optional_text(value))),
 )
 
+# --- positions ---------------------------------------------------------------------------------
 
-# Positions are decoded by the million in exports, so they get a hand-written fast path. It
-# applies the same hooks as the generated cattrs function (uuid, decimal pattern, optional isin)
-# and only takes inputs that function would take with the same result; anything else (a
-# missing key, a bad value, a non-string isin) goes to the generated function, which then
-# raises its usual error with the path, or converts exactly as before. Parsed uuid strings and
-# instruments are memoised (both are immutable), so positions of one account share their
-# ``account_id`` and positions in the same instrument share their ``Instrument``.
-_MEMO_LIMIT = 65_536
-_uuids: dict[str, uuid.UUID] = {}
-_instruments: dict[tuple[str, str | None], Instrument] = {}
-_decimals: dict[str, Decimal] = {}
-_generic_instrument = converter.get_structure_hook(Instrument)
-_generic_position = converter.get_structure_hook(Position)
+# cattrs' generated functions for Position and a list of them, with the field hooks above: run
+# only on input the hand-written hook refused, to raise the error with its field path.
+_position_errors = make_dict_structure_fn(Position, converter)
+_errors = converter.copy()
+_errors.register_structure_hook(Position, _position_errors)
 
 
-def _memo_uuid(value: Any) -> uuid.UUID:
-    if type(value) is not str:
-        return _structure_uuid(value, None)
-    found = _uuids.get(value)
-    if found is None:
-        if len(_uuids) >= _MEMO_LIMIT:
-            _uuids.clear()
-        found = _uuids[value] = _structure_uuid(value, None)
-    return found
+@functools.lru_cache(maxsize=_INSTRUMENTS_CACHED)
+def _instrument(uuid_text: str, isin: str | None) -> Instrument:
+    """The :class:`Instrument` of an ``instrument`` object's values, shared while cached (a
+    value that raises is not cached)."""
+    return Instrument(api_uuid(uuid_text), _optional_text(isin))
 
 
-def _new_decimal(value: Any) -> Decimal:
-    found = _structure_decimal(value, None)
-    if type(value) is str and len(_decimals) < 4096:  # keeps frequent early values ("0")
-        _decimals[value] = found
-    return found
+class _Decimals(dict[str, Decimal]):
+    """The decimal strings of one page, each read once (:func:`api_decimal`) when first met:
+    a key is only ever a string that passed the rule."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> Decimal:
+        value = self[text] = api_decimal(text)
+        return value
 
 
-def _fast_instrument(value: Any) -> Instrument:
-    if type(value) is dict:
-        key = value["uuid"]
-        isin = value.get("isin")
-        if type(key) is str and (isin is None or type(isin) is str):
-            found = _instruments.get((key, isin))
-            if found is None:
-                if len(_instruments) >= _MEMO_LIMIT:
-                    _instruments.clear()
-                found = _instruments[key, isin] = Instrument(_memo_uuid(key), isin)
-            return found
-    instrument: Instrument = _generic_instrument(value, Instrument)
-    return instrument
+class _Uuids(dict[str, uuid.UUID]):
+    """The uuid strings of one page, each read once (:func:`~upvest_async.ids.api_uuid`)."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> uuid.UUID:
+        value = self[text] = api_uuid(text)
+        return value
 
 
-def _structure_position(value: Any, cls: Any) -> Position:
-    # The memo lookups are inlined (this runs once per position). Their keys are only ever
-    # strings taken from valid input, so any other value misses and goes through the checks.
+def _positions(items: Iterable[Any]) -> list[Position]:
+    """The positions of ``items`` (JSON objects) under the rules of the module docs; raises
+    ``Exception`` (of any kind) for a malformed one."""
+    # A page is one account's, and many of its quantities are "0" or repeat the quantity.
+    decimal = _Decimals()
+    account = _Uuids()
+    return [
+        Position(account[item["account_id"]],
+                 _instrument((raw := item["instrument"])["uuid"], raw.get("isin")),
+                 decimal[item["quantity"]], decimal[item["available_for_trading"]],
+                 decimal[item["locked_for_trading"]], decimal[item["pending_settlement"]])
+        for item in items
+    ]
+
+
+def _structure_positions(data: Any, cls: Any) -> Any:
+    """The hook for ``list[Position]`` (``cls``) and for ``Position``."""
     try:
-        decimals = _decimals
-        account = value["account_id"]
-        raw = value["instrument"]
-        quantity = value["quantity"]
-        available = value["available_for_trading"]
-        locked = value["locked_for_trading"]
-        pending = value["pending_settlement"]
-        q = decimals.get(quantity)
-        if q is None:
-            q = _new_decimal(quantity)
-        a: Decimal | None = q if available == quantity else decimals.get(available)
-        if a is None:  # (the same string as quantity, when nothing is locked or pending: q)
-            a = _new_decimal(available)
-        if (lo := decimals.get(locked)) is None:
-            lo = _new_decimal(locked)
-        if (p := decimals.get(pending)) is None:
-            p = _new_decimal(pending)
-        return Position(
-            _uuids.get(account) or _memo_uuid(account),
-            _instruments.get((raw["uuid"], raw.get("isin"))) or _fast_instrument(raw),
-            q, a, lo, p,
-        )
+        return _positions((data,))[0] if cls is Position else _positions(data)
     except Exception:
-        position: Position = _generic_position(value, cls)
-        return position
+        pass
+    _errors.structure(data, cls)  # raises the error naming the item and field
+    raise ValueError("malformed positions")  # (a value both refuse; never reached)
 
 
-converter.register_structure_hook(Position, _structure_position)
+converter.register_structure_hook(Position, _structure_positions)
+converter.register_structure_hook_func(lambda cls: cls == list[Position], _structure_positions)
 
 
 def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:

@@ -27,10 +27,9 @@ is either refused or read as the uuid whose canonical text is ``text.lower()``.
   the id is read (the line's, not part of the id); a ``--account`` value or an argument is
   read as given.
 
-The fast paths of the positions pages (:mod:`upvest_async.records`,
-:mod:`upvest_async.pagination.positions` and its compiled builder) accept only the lower-case
-form (:data:`LOWER_UUID_SOURCE`) and leave every other value to the converter, so they decide
-exactly as this rule does.
+Positions pages, typed or as the export's records, are read through the converter's one
+hook for positions (:mod:`upvest_async.converter`), which reads every uuid with
+:func:`api_uuid`.
 """
 
 from __future__ import annotations
@@ -38,15 +37,12 @@ from __future__ import annotations
 import re
 import uuid
 
-__all__ = ["LOWER_UUID_SOURCE", "UUID_PATTERN", "UUID_SOURCE", "api_uuid", "user_uuid",
-           "user_uuid_text"]
+__all__ = ["UUID_PATTERN", "UUID_SOURCE", "api_uuid", "user_uuid", "user_uuid_text"]
 
 #: The canonical layout, either case (a regular expression source; use with ``fullmatch``:
 #: ``$`` would also match before a trailing newline, and ``\d`` any Unicode digit).
 UUID_SOURCE = (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
                r"-[0-9a-fA-F]{12}")
-#: The lower-case canonical layout alone: the form the fast paths check (a subset).
-LOWER_UUID_SOURCE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 #: :data:`UUID_SOURCE` compiled; only ever used with ``fullmatch``.
 UUID_PATTERN = re.compile(UUID_SOURCE)
 

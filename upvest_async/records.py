@@ -1,22 +1,19 @@
-"""Positions as validated records: the API's JSON objects, checked as the typed
-:class:`~upvest_async.models.Position` checks them, then written without being rebuilt.
+"""Positions as validated records: the API's JSON objects, checked by the converter's own
+``Position`` path (:mod:`upvest_async.converter`), then written without being rebuilt.
 
-Exports validate millions of positions and write each one back out. Building a ``Position``
-(uuids, ``Decimal``\\ s) only to unstructure it again is work thrown away, so the export
-decodes a page with ``orjson`` and checks the raw objects:
+Exports validate millions of positions and write each one back out. Writing a typed
+``Position`` back out would give the same values with other digits in some cases (``"007"``
+reads as ``Decimal("7")``), so the export keeps the API's strings: :func:`position_records`
+decodes the page to ``Position``\\ s (the only rules there are; a malformed position raises
+the same :class:`~upvest_async.ResponseValidationError`, message and field path
+``$[3].quantity``) and keeps the JSON objects they were read from.
 
-- **fast check** (:func:`check_records`): one pass per page that accepts only the canonical
-  shape (lower-case 8-4-4-4-12 uuids, the seed's decimal pattern, an ``isin`` string or
-  none). Everything it accepts the typed model accepts too, with the same values.
-- **otherwise the typed path itself**: the page goes through the ``Position`` converter. A
-  malformed position raises its :class:`~upvest_async.ResponseValidationError`, with the same
-  message and field path (``$[3].quantity``) as decoding to ``Position``; a page it accepts
-  (say an upper-case uuid) is kept as records too, marked not canonical.
-
-Writing (:func:`render_jsonl`, :func:`render_csv`) uses the API's strings unchanged: canonical
-records through a template (their characters need no escaping), any other through ``orjson``
-and :mod:`csv`. Both give the bytes that unstructuring the typed ``Position`` gives, for every
-canonical input. Source: seed 002 (S12, E16).
+Writing (:func:`render_jsonl`, :func:`render_csv`) uses the API's strings unchanged. Records
+whose ``isin``\\ s are plain (nothing JSON escapes, nothing CSV quotes) go through a template:
+every other value of a valid record is a uuid or decimal string, which needs no escaping
+either. Any other record goes through ``orjson`` and :mod:`csv`. Both give the bytes that
+unstructuring the typed ``Position`` gives, for canonical input. Source: S12 and E16 of
+``docs/guides/api-readings.md``.
 """
 
 from __future__ import annotations
@@ -32,93 +29,38 @@ from typing import Any
 import orjson
 
 from .converter import structure, unstructure
-from .ids import LOWER_UUID_SOURCE
 from .models.positions import Position, PositionRecord
 
-__all__ = ["PositionRecords", "check_records", "position_records", "render_csv",
-           "render_jsonl"]
+__all__ = ["PositionRecords", "position_records", "render_csv", "render_jsonl"]
 
-_UUID = LOWER_UUID_SOURCE  # the lower-case canonical uuid only (upvest_async.ids)
-# A subset of the converter's decimal pattern (the ``.5`` form goes to the typed path), written
-# possessively: no backtracking, so one pass over a whole page's decimals joined by ``|``.
-_DECIMAL = r"-?+[0-9]{1,63}+(?:\.[0-9]{1,27}+)?+"
-_UUIDS = re.compile(rf"(?:{_UUID}\|)*+{_UUID}")
-_DECIMALS = re.compile(rf"(?:{_DECIMAL}\|)*+{_DECIMAL}")
 # Characters an isin may hold to be written through the templates: nothing JSON escapes
 # (quote, backslash, controls), nothing CSV quotes (comma, quote, CR, LF), no surrogates.
 _PLAIN = re.compile(r'[^"\\,\x00-\x1f\x7f\ud800-\udfff]*+')
 _INSTRUMENT = itemgetter("instrument")
-_ACCOUNT = itemgetter("account_id")
-_UUID_FIELD = itemgetter("uuid")
-_QUANTITIES = itemgetter(
-    "quantity", "available_for_trading", "locked_for_trading", "pending_settlement"
-)
 _ISIN = methodcaller("get", "isin")
-_TEXT_OR_NONE = {str, type(None)}
-#: Canonical uuid strings met valid before (only ever valid ones), cleared past the limit.
-_KNOWN_UUIDS: set[str] = set()
-_KNOWN_LIMIT = 200_000
 
 
 class PositionRecords(list[PositionRecord]):
     """A list of validated :class:`~upvest_async.models.positions.PositionRecord`\\ s.
 
-    ``canonical``: every record passed the fast check, so the templates of
-    :func:`render_jsonl` and :func:`render_csv` write them (false for a list built by hand:
-    then each record goes through ``orjson`` or :mod:`csv`)."""
+    ``canonical``: every record was validated and its ``isin`` needs no escaping, so the
+    templates of :func:`render_jsonl` and :func:`render_csv` write them (false for a list built
+    by hand: then each record goes through ``orjson`` or :mod:`csv`)."""
 
     canonical: bool = False
 
 
-def check_records(data: list[Any]) -> bool:
-    """Whether every item of ``data`` has the canonical shape (see the module docs): if so,
-    decoding it to ``Position`` succeeds with the same values. ``False`` says nothing about
-    validity (the typed path decides)."""
-    if not data:
-        return True
-    try:
-        if set(map(type, data)) != {dict}:
-            return False
-        instruments = list(map(_INSTRUMENT, data))
-        if set(map(type, instruments)) != {dict}:
-            return False
-        isins = list(map(_ISIN, instruments))
-        if not set(map(type, isins)) <= _TEXT_OR_NONE:
-            return False
-        # uuids already seen valid are not checked again (a tenant's positions share a few
-        # accounts and instruments); a set raises TypeError for an unhashable value.
-        fresh = set(map(_ACCOUNT, data)).union(map(_UUID_FIELD, instruments))
-        fresh -= _KNOWN_UUIDS
-        uuids = "|".join(fresh)
-        numbers = "|".join(map("|".join, map(_QUANTITIES, data)))
-        texts = "".join(filter(None, isins))
-    except (KeyError, TypeError):
-        return False
-    if not (
-        numbers.count("|") == 4 * len(data) - 1 and _DECIMALS.fullmatch(numbers) is not None
-        and _PLAIN.fullmatch(texts) is not None
-    ):
-        return False
-    if fresh:
-        if uuids.count("|") != len(fresh) - 1 or _UUIDS.fullmatch(uuids) is None:
-            return False
-        if len(_KNOWN_UUIDS) > _KNOWN_LIMIT:
-            _KNOWN_UUIDS.clear()
-        _KNOWN_UUIDS.update(fresh)
-    return True
-
-
 def position_records(data: list[Any], *, request_id: str | None = None) -> PositionRecords:
-    """``data`` (a decoded ``data`` array) as validated records.
+    """``data`` (a decoded ``data`` array) as validated records: the same objects, once
+    ``structure(data, list[Position])`` accepted them.
 
-    Raises :class:`~upvest_async.ResponseValidationError` for the first malformed item,
-    exactly as ``structure(data, list[Position])`` does (message and field path,
-    ``$[3].quantity``).
+    Raises :class:`~upvest_async.ResponseValidationError` for the first malformed item, as
+    ``structure(data, list[Position])`` does (message and field path, ``$[3].quantity``).
     """
+    structure(data, list[Position], request_id=request_id)
     records = PositionRecords(data)
-    records.canonical = check_records(data)
-    if not records.canonical:
-        structure(data, list[Position], request_id=request_id)
+    isins = "".join(filter(None, map(_ISIN, map(_INSTRUMENT, data))))
+    records.canonical = _PLAIN.fullmatch(isins) is not None
     return records
 
 
@@ -132,7 +74,7 @@ def render_jsonl(records: Sequence[PositionRecord] | Sequence[Position]) -> str:
     for r in records:
         i = r["instrument"]
         isin = i.get("isin")
-        # Canonical values need no escaping: the same bytes as orjson.dumps of the projection.
+        # Plain values need no escaping: the same bytes as orjson.dumps of the projection.
         lines.append(
             f'{{"account_id":"{r["account_id"]}","instrument":{{"uuid":"{i["uuid"]}"}},'
             f'"quantity":"{r["quantity"]}","available_for_trading":'
@@ -191,5 +133,7 @@ def _rows(records: Iterable[Any]) -> Iterable[dict[str, Any]]:
 def _dumps(row: dict[str, Any]) -> str:
     try:
         return orjson.dumps(row).decode("utf-8") + "\n"
-    except TypeError:  # a lone surrogate (only json.loads decodes one): escaped, still exact
+    except TypeError:
+        # A lone surrogate (``"\\ud800"``, which the JSON fallback of parse_json decodes):
+        # orjson cannot encode one, the standard library escapes it back exactly.
         return json.dumps(row, separators=(",", ":")) + "\n"

@@ -48,7 +48,7 @@ class InstrumentRecord(TypedDict, total=False):
 class PositionRecord(TypedDict):
     """A position as the API's own JSON object (decoded, never rebuilt), once it has been
     validated exactly as :class:`Position` validates it (see
-    :func:`upvest_async.records.check_records`). Values are the API's strings, unchanged."""
+    :func:`upvest_async.records.position_records`). Values are the API's strings, unchanged."""
 
     account_id: str
     instrument: InstrumentRecord
