@@ -51,6 +51,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "SigningKeyError",
+    "StoreUnavailableError",
     "UnprocessableEntityError",
     "UpvestError",
     "parse_retry_after",
@@ -85,6 +86,16 @@ class InvalidInputError(UpvestError, ValueError):
         self.field = field
         self.rule = rule
         super().__init__(f"{field}: {rule}")
+
+
+class StoreUnavailableError(UpvestError):
+    """An :class:`~upvest_async.webhooks.EventStore` could not complete a delivery's transaction
+    for a reason that says nothing about the delivery: the database is down or the connection
+    was lost, a lock wait timed out, a deadlock or serialization failure, a full in-memory
+    store. Nothing of the transaction was recorded; the receiver answers 503 and Upvest
+    retries. :class:`upvest_async.storage.DatabaseUnavailableError` is one. (Defined here,
+    among the leaves, so that the database layer can derive from it without importing the
+    webhook receiver; :mod:`upvest_async.webhooks` exports it.)"""
 
 
 class APIConnectionError(UpvestError):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigurationError
-from ..webhooks.errors import StoreUnavailableError
+from ..errors import ConfigurationError, StoreUnavailableError
 
 __all__ = ["DatabaseURLError", "DatabaseUnavailableError", "SchemaError"]
 

@@ -6,7 +6,7 @@ values, signatures, keys or body bytes (a sender can put anything there).
 
 from __future__ import annotations
 
-from ..errors import UpvestError
+from ..errors import StoreUnavailableError, UpvestError
 
 __all__ = [
     "REASONS",
@@ -74,10 +74,3 @@ class WebhookPayloadError(UpvestError):
         self.path = path
         super().__init__(f"webhook body is not a valid event batch at {path}: {message}")
 
-
-class StoreUnavailableError(UpvestError):
-    """An :class:`~upvest_async.webhooks.EventStore` could not complete a delivery's transaction
-    for a reason that says nothing about the delivery: the database is down or the connection
-    was lost, a lock wait timed out, a deadlock or serialization failure, a full in-memory
-    store. Nothing of the transaction was recorded; the receiver answers 503 and Upvest
-    retries. :class:`upvest_async.storage.DatabaseUnavailableError` is one."""
