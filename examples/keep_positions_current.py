@@ -12,7 +12,9 @@ tenant)::
     python examples/keep_positions_current.py --faults   # duplicates and lost answers
 
 Against Upvest, build the client with ``UpvestClient.from_env()``, mount the receiver behind
-your TLS proxy, subscribe its URL with Upvest, and give ``webhook_app`` a durable ``store``.
+your TLS proxy, subscribe its URL with Upvest, and give ``webhook_app`` a durable ``store``
+(``upvest_async.storage.SQLEventStore``) and write the copy through the handler's ``tx``
+(docs/guides/mirror.md).
 Exit status 0 when the copy equals the fresh export, 1 otherwise.
 """
 
@@ -45,9 +47,11 @@ class LocalPositions:
         """Export every position of every account the tenant has configured."""
         self.positions = await export(client)
 
-    async def on_event(self, event: WebhookEvent) -> None:
-        """The receiver's handler: awaited once per new event, in order. A position event
-        carries the position after the change, so applying it is a replace."""
+    async def on_event(self, event: WebhookEvent, tx: object) -> None:
+        """The receiver's handler: awaited once per new event, in order, inside the store's
+        transaction ``tx`` (unused: this copy is in memory). A position event carries the
+        position after the change, so applying it is a replace (and applying it again, after a
+        delivery that failed later on, changes nothing)."""
         if event.type == WebhookEventType.POSITION_UPDATED and isinstance(event.object, Position):
             self.positions[(event.object.account_id, event.object.instrument.uuid)] = event.object
             self.updates += 1

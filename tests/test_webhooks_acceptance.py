@@ -93,7 +93,7 @@ async def test_a_local_copy_kept_current_by_webhooks_equals_a_fresh_export(fault
         local = await export(client)
         calls: collections.Counter[str] = collections.Counter()
 
-        async def on_event(event: WebhookEvent) -> None:
+        async def on_event(event: WebhookEvent, tx: object) -> None:
             calls[str(event.id)] += 1
             if isinstance(event.object, Position):
                 local[(event.object.account_id, event.object.instrument.uuid)] = event.object
@@ -129,7 +129,7 @@ async def test_a_receiver_behind_an_escaped_path_with_a_query() -> None:
                        webhook_backoff_scale=0.001) as sandbox, client_for(sandbox) as client:
         seen: list[WebhookEvent] = []
 
-        async def on_event(event: WebhookEvent) -> None:
+        async def on_event(event: WebhookEvent, tx: object) -> None:
             seen.append(event)
 
         app = webhook_app(on_event, client.webhooks.verifier, path="/hooks/a b,ä?")
@@ -147,7 +147,7 @@ async def test_event_types_nobody_knows_pass_untyped() -> None:
             sandbox, client_for(sandbox) as client:
         seen: list[WebhookEvent] = []
 
-        async def on_event(event: WebhookEvent) -> None:
+        async def on_event(event: WebhookEvent, tx: object) -> None:
             seen.append(event)
 
         async with serving(webhook_app(on_event, client.webhooks.verifier)) as base:
@@ -168,7 +168,7 @@ async def test_key_rotation_mid_stream_refreshes_the_keys_once() -> None:
         calls: collections.Counter[str] = collections.Counter()
         kids: set[str] = set()
 
-        async def on_event(event: WebhookEvent) -> None:
+        async def on_event(event: WebhookEvent, tx: object) -> None:
             calls[str(event.id)] += 1
             if isinstance(event.object, Position):
                 local[(event.object.account_id, event.object.instrument.uuid)] = event.object

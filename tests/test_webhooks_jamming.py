@@ -93,7 +93,7 @@ class Running:
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     runners: list[web.AppRunner] = []
 
-    async def start(on_event: Callable[[WebhookEvent], Awaitable[None]], **options: Any
+    async def start(on_event: Callable[[WebhookEvent, Any], Awaitable[None]], **options: Any
                     ) -> Running:
         verifier = WebhookVerifier({KEY_ID: KEY.public_key()})
         app = webhook_app(on_event, verifier, path=PATH, **options)
@@ -136,7 +136,7 @@ async def test_a_body_at_the_depth_limit_is_handled_end_to_end(
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         # What a handler typically does with an event: all recursive, all must work.
         text = dumps_json(e.raw)
         assert json.loads(text, parse_float=Decimal) == e.raw
@@ -166,7 +166,7 @@ async def test_a_body_nested_deeper_is_refused_400_and_not_handled(
     caplog.set_level(logging.DEBUG)
     called: list[WebhookEvent] = []
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         called.append(e)
 
     server = await serve(on_event)
@@ -252,7 +252,7 @@ async def test_hang_ups_mid_body_cost_one_warning_without_traceback(
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         return None
 
     server = await serve(on_event)
@@ -273,7 +273,7 @@ async def test_the_next_warning_counts_those_not_logged(
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         return None
 
     server = await serve(on_event, warning_interval=0.3)
@@ -295,7 +295,7 @@ async def test_a_slow_body_is_answered_408_and_the_connection_closed(
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         raise AssertionError("not reached")
 
     server = await serve(on_event, body_timeout=0.5)
@@ -330,7 +330,7 @@ async def test_a_slow_body_is_answered_408_and_the_connection_closed(
 async def test_a_body_that_arrives_in_time_is_not_cut(serve: Any) -> None:
     handled: list[WebhookEvent] = []
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         handled.append(e)
 
     server = await serve(on_event, body_timeout=2.0)
@@ -353,7 +353,7 @@ async def test_a_malformed_body_is_refused_without_traceback(
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         raise AssertionError("not reached")
 
     server = await serve(on_event, body_timeout=1.0, warning_interval=0)
@@ -393,7 +393,7 @@ async def test_the_filter_turns_aiohttps_errors_for_malformed_requests_into_one_
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         raise AssertionError("not reached")
 
     server = await serve(on_event)
@@ -415,7 +415,7 @@ async def test_the_filter_turns_aiohttps_errors_for_malformed_requests_into_one_
 @pytest.mark.parametrize("option", ["body_timeout", "warning_interval"])
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), True, "5"])
 def test_bad_timings_are_refused(option: str, value: Any) -> None:
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         return None
 
     verifier = WebhookVerifier({KEY_ID: KEY.public_key()})

@@ -1,6 +1,7 @@
-"""The aiohttp receiver over a real loopback server: verification answers, dedupe, ordering,
-200 only when all events were handled, retries after a handler failure, size limit, and
-concurrent duplicate deliveries."""
+"""The aiohttp receiver over a real loopback server (with the in-memory store): verification
+answers, dedupe, ordering, 200 only when all events were handled and committed, a failure
+rolling the whole delivery back (the retry handles every event), replays refused, size limit,
+and concurrent duplicate deliveries. The database stores: tests/storage/test_event_store.py."""
 
 from __future__ import annotations
 
@@ -16,17 +17,24 @@ from aiohttp import web
 from tests.keys import p521_key
 from tests.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import MemoryEventStore, WebhookEvent, WebhookVerifier, webhook_app
-from upvest_async.webhooks import RECEIVER_KEY, EventStore, WebhookReceiver
+from upvest_async.webhooks import (
+    RECEIVER_KEY,
+    EventStore,
+    MemoryTransaction,
+    StoreUnavailableError,
+    WebhookReceiver,
+    parse_batch,
+)
 
 KEY = p521_key()
 PATH = "/hooks/upvest"
 
 
 class Server:
-    def __init__(self, on_event: Callable[[WebhookEvent], Awaitable[None]], **options: Any):
+    def __init__(self, on_event: Callable[[WebhookEvent, Any], Awaitable[None]], **options: Any):
         self.verifier = WebhookVerifier({KEY_ID: KEY.public_key()})
         self.app = webhook_app(on_event, self.verifier, path=PATH, **options)
-        self.receiver: WebhookReceiver = self.app[RECEIVER_KEY]
+        self.receiver: WebhookReceiver[Any] = self.app[RECEIVER_KEY]
         self.url = ""
 
     async def post(self, session: aiohttp.ClientSession, body: bytes,
@@ -41,7 +49,7 @@ class Server:
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     runners: list[web.AppRunner] = []
 
-    async def start(on_event: Callable[[WebhookEvent], Awaitable[None]], **options: Any
+    async def start(on_event: Callable[[WebhookEvent, Any], Awaitable[None]], **options: Any
                     ) -> Server:
         server = Server(on_event, **options)
         runner = web.AppRunner(server.app, access_log=None)
@@ -69,7 +77,7 @@ def events(n: int) -> list[dict[str, Any]]:
 async def test_handles_in_order_and_drops_duplicates(serve: Any, session: Any) -> None:
     seen: list[str] = []
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         seen.append(str(e.id))
 
     server = await serve(on_event)
@@ -82,13 +90,13 @@ async def test_handles_in_order_and_drops_duplicates(serve: Any, session: Any) -
     assert server.receiver.stats.duplicates == 2 and server.receiver.stats.handled == 5
 
 
-async def test_failure_answers_500_and_the_retry_handles_the_rest_once(
+async def test_failure_answers_500_rolls_back_and_the_retry_handles_every_event(
     serve: Any, session: Any
 ) -> None:
     calls: list[str] = []
     fail = {"id": ""}
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         calls.append(str(e.id))
         if str(e.id) == fail["id"]:
             raise RuntimeError("database is down: secret-detail")
@@ -101,11 +109,15 @@ async def test_failure_answers_500_and_the_retry_handles_the_rest_once(
     status, answer = await server.post(session, body, headers)
     assert status == 500 and b"secret-detail" not in answer and b"Traceback" not in answer
     assert calls == [e["id"] for e in sent[:3]]
+    assert server.receiver.stats.handled == 0 and server.receiver.stats.failed == 1
+    assert len(server.receiver.store) == 0  # type: ignore[arg-type]  # nothing recorded
     fail["id"] = ""
-    # Upvest retries the same signed request: the nonce was released on the failure.
+    # Upvest retries the same signed request: its nonce was never recorded (rolled back),
+    # and neither were the events before the failure: the retry handles all of them.
     status, _ = await server.post(session, body, headers)
     assert status == 200
-    assert calls == [e["id"] for e in sent[:3]] + [e["id"] for e in sent[2:]]
+    assert calls == [e["id"] for e in sent[:3]] + [e["id"] for e in sent]
+    assert server.receiver.stats.handled == 4
     # Now it was acknowledged, the same signature again is a replay.
     assert (await server.post(session, body, headers))[0] == 401
 
@@ -113,7 +125,7 @@ async def test_failure_answers_500_and_the_retry_handles_the_rest_once(
 async def test_verification_failures_leak_nothing(serve: Any, session: Any) -> None:
     called: list[WebhookEvent] = []
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         called.append(e)
 
     server = await serve(on_event)
@@ -129,7 +141,7 @@ async def test_verification_failures_leak_nothing(serve: Any, session: Any) -> N
 
 
 async def test_oversize_body_is_refused(serve: Any, session: Any) -> None:
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         raise AssertionError("not reached")
 
     server = await serve(on_event, max_body_bytes=2048)
@@ -150,7 +162,7 @@ async def test_concurrent_duplicate_deliveries_run_on_event_once(
 ) -> None:
     counts: dict[str, int] = {}
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         counts[str(e.id)] = counts.get(str(e.id), 0) + 1
         await asyncio.sleep(0.02)
 
@@ -162,25 +174,59 @@ async def test_concurrent_duplicate_deliveries_run_on_event_once(
     assert counts == {e["id"]: 1 for e in sent}
 
 
-async def test_a_failing_store_is_a_retryable_failure(serve: Any, session: Any) -> None:
+@pytest.mark.parametrize(("error", "status"), [
+    (OSError("disk full"), 500), (StoreUnavailableError("down"), 503)])
+async def test_a_failing_store_is_a_retryable_failure(
+    serve: Any, session: Any, error: Exception, status: int
+) -> None:
     class Broken(MemoryEventStore):
-        async def add(self, event_id: str) -> None:
-            raise OSError("disk full")
+        async def claim_event(self, tx: MemoryTransaction, event: WebhookEvent) -> bool:
+            raise error
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         return None
 
     store = Broken()
     assert isinstance(store, EventStore)
     server = await serve(on_event, store=store)
-    assert (await server.post(session, batch(*events(1))))[0] == 500
+    body = batch(*events(1))
+    headers = sign(body, key=KEY, created=int(time.time()), path=PATH)
+    assert (await server.post(session, body, headers))[0] == status
+    assert len(store) == 0 and server.receiver.stats.failed == 1
+    Broken.claim_event = MemoryEventStore.claim_event  # type: ignore[method-assign]
+    assert (await server.post(session, body, headers))[0] == 200  # the nonce was not kept
 
 
-def test_memory_store_is_bounded() -> None:
-    store = MemoryEventStore(max_entries=2)
-    for event_id in "abc":
-        asyncio.run(store.add(event_id))
-    assert len(store) == 2 and "a" not in store and "c" in store
+async def test_memory_store_is_bounded_and_transactional() -> None:
+    store = MemoryEventStore(max_entries=2, handled=["A" * 8 + "-0000-4000-8000-" + "0" * 12])
+    assert "a" * 8 + "-0000-4000-8000-" + "0" * 12 in store
+    parsed = parse_batch(batch(*events(3)))
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await store.claim_event(tx, parsed[0])
+            assert not await store.claim_event(tx, parsed[0])  # claimed in this transaction
+            assert await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
+            raise RuntimeError("handler failed")
+    assert len(store) == 1 and str(parsed[0].id) not in store  # rolled back
+    async with store.transaction() as tx:
+        assert await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
+        for e in parsed:
+            assert await store.claim_event(tx, e)
+    assert len(store) == 2 and str(parsed[0].id) not in store and str(parsed[2].id) in store
+    async with store.transaction() as tx:
+        assert not await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
+        assert not await store.claim_event(tx, parsed[2])
+
+
+async def test_memory_store_refuses_new_signatures_when_full_of_live_ones() -> None:
+    store = MemoryEventStore(max_signatures=1)
+    async with store.transaction() as tx:
+        assert await store.claim_signature(tx, "k", "1", keep_until=time.time() + 60)
+    with pytest.raises(StoreUnavailableError):
+        async with store.transaction() as tx:
+            await store.claim_signature(tx, "k", "2", keep_until=time.time() + 60)
+    async with store.transaction() as tx:  # a replay is still refused (not "full")
+        assert not await store.claim_signature(tx, "k", "1", keep_until=time.time() + 60)
 
 
 async def test_unavailable_keys_answer_503(session: Any) -> None:
@@ -190,7 +236,7 @@ async def test_unavailable_keys_answer_503(session: Any) -> None:
         async def get_key(self, key_id: str) -> Any:
             raise WebhookVerificationError("keys-unavailable")
 
-    async def on_event(e: WebhookEvent) -> None:
+    async def on_event(e: WebhookEvent, tx: object) -> None:
         raise AssertionError("not reached")
 
     app = web.Application()

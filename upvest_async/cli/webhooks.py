@@ -35,7 +35,12 @@ from aiohttp import web
 from ..client import UpvestClient
 from ..errors import UpvestError
 from ..models.webhooks import WebhookEvent
-from ..webhooks import DEFAULT_MAX_BODY_BYTES, DEFAULT_WEBHOOK_PATH, MemoryEventStore
+from ..webhooks import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_WEBHOOK_PATH,
+    MemoryEventStore,
+    MemoryTransaction,
+)
 from ..webhooks.app import MalformedRequestFilter, WebhookReceiver
 from ..webhooks.events import dumps_json
 from .common import EMBEDDED_SANDBOX, EXIT_USAGE, embedded_sandbox_option, resolve_target, stderr
@@ -145,12 +150,10 @@ async def _listen(sock: socket.socket, path: str, out: Path | None, known: list[
                   max_body_bytes: int, demo: bool, embedded: bool = False) -> None:
     """Receive on ``sock`` (bound) at ``path``; ``known``: ids of the events already in
     ``out``."""
-    store = MemoryEventStore()
-    for event_id in known:
-        await store.add(event_id)
+    store = MemoryEventStore(handled=known)
     stream: IO[bytes] | None = None
 
-    async def on_event(event: WebhookEvent) -> None:
+    async def on_event(event: WebhookEvent, tx: MemoryTransaction) -> None:
         if stream is not None:
             # A lone surrogate (a "\ud800" escape received) cannot be UTF-8: written as the
             # same JSON escape, the line stays UTF-8 and reads back as received.

@@ -5,11 +5,13 @@
   keys from a JWKS (:class:`WebhookKeys`, offline) or fetched by ``client.webhooks``
   (:class:`KeyCache`: cached, refreshed on an unknown key id, rate-limited), refuses replays
   (:class:`ReplayCache`), and parses ``{"payload": [...]}`` into :class:`WebhookEvent`.
-- :func:`webhook_app` / :class:`WebhookReceiver`: an ``aiohttp.web`` receiver that verifies,
-  drops events already handled (:class:`EventStore`, :class:`MemoryEventStore`), awaits your
-  ``on_event`` once per new event in order, and answers 200 only when all were handled.
-- Errors: :class:`WebhookVerificationError` (``.reason``, see :data:`REASONS`) and
-  :class:`WebhookPayloadError`.
+- :func:`webhook_app` / :class:`WebhookReceiver`: an ``aiohttp.web`` receiver that verifies
+  and handles each delivery in one transaction of its :class:`EventStore`
+  (:class:`MemoryEventStore`, or ``upvest_async.storage.SQLEventStore`` on a database): the
+  signature's nonce and each event id claimed, your ``async def on_event(event, tx)`` awaited
+  once per new event in order, everything committed together, and 200 only after the commit.
+- Errors: :class:`WebhookVerificationError` (``.reason``, see :data:`REASONS`),
+  :class:`WebhookPayloadError` and :class:`StoreUnavailableError`.
 
 Source: the project's API readings, ``docs/guides/api-readings.md`` (webhooks W1 to W12);
 docs.upvest.co "Implementing a webhook handler" and "Implementing HTTP Message Signatures v6";
@@ -27,18 +29,25 @@ from .app import (
     DEFAULT_WARNING_INTERVAL,
     DEFAULT_WEBHOOK_PATH,
     RECEIVER_KEY,
+    EventHandler,
     MalformedRequestFilter,
     ReceiverStats,
     WebhookReceiver,
     webhook_app,
 )
 from .base import digest_value, signature_base
-from .errors import REASONS, TRANSIENT_REASONS, WebhookPayloadError, WebhookVerificationError
+from .errors import (
+    REASONS,
+    TRANSIENT_REASONS,
+    StoreUnavailableError,
+    WebhookPayloadError,
+    WebhookVerificationError,
+)
 from .events import MAX_BODY_DEPTH, MAX_EVENTS, dumps_json, parse_batch
 from .keys import KeyProvider, WebhookKeys, parse_jwks
 from .remote import KeyCache
 from .replay import ReplayCache
-from .store import EventStore, MemoryEventStore
+from .store import EventStore, MemoryEventStore, MemoryTransaction
 from .verifier import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_SKEW,
@@ -59,15 +68,18 @@ __all__ = [
     "REASONS",
     "RECEIVER_KEY",
     "TRANSIENT_REASONS",
+    "EventHandler",
     "EventStore",
     "KeyCache",
     "KeyProvider",
     "MalformedRequestFilter",
     "MemoryEventStore",
+    "MemoryTransaction",
     "RebalancingExecutionOrder",
     "RebalancingExecutionOrderStatus",
     "ReceiverStats",
     "ReplayCache",
+    "StoreUnavailableError",
     "VerifiedSignature",
     "WebhookEvent",
     "WebhookEventType",

@@ -1,15 +1,22 @@
 """The webhook receiver: an ``aiohttp.web`` handler that verifies, deduplicates and hands each
-new event to ``on_event`` once, in order.
+new event to ``on_event`` once, in order, inside one transaction of its event store.
+
+Each delivery is handled in ONE transaction of the store (:mod:`.store`): the signature's
+(key id, nonce) claimed (a replay is refused, on every replica sharing the store), each event
+id claimed (one handled before is skipped), ``on_event(event, tx)`` awaited for each new event
+with the transaction, and everything committed together.
 
 Answers (never with a traceback or a reason in the body): 200 when every event of the request
-was handled (or had been before); 500 when ``on_event`` or the store failed, so Upvest retries
-the request (events handled before the failure stay recorded and are skipped on the retry);
-401 for a signature that does not verify; 400 for a verified body that is no valid batch
-(:func:`~upvest_async.webhooks.parse_batch`: also a body nested deeper than
-:data:`~upvest_async.webhooks.events.MAX_BODY_DEPTH` levels) or whose framing is broken; 408,
-closing the connection, for a body that has not arrived in full within ``body_timeout``
-seconds; 413 for a body over ``max_body_bytes``; 503 when the keys cannot be fetched
-(transient). A client that hangs up before its body arrived gets no answer.
+was handled (or had been before), only after the commit; 503 when the store is unavailable
+(:class:`~upvest_async.webhooks.StoreUnavailableError`: database down, connection lost, lock
+timeout, deadlock) and 500 when ``on_event`` or the store failed otherwise: then nothing of
+the request is recorded (the transaction rolled back) and Upvest retries the whole request;
+401 for a signature that does not verify or was accepted before (a replay); 400 for a
+verified body that is no valid batch (:func:`~upvest_async.webhooks.parse_batch`: also a
+body nested deeper than :data:`~upvest_async.webhooks.events.MAX_BODY_DEPTH` levels) or whose
+framing is broken; 408, closing the connection, for a body that has not arrived in full
+within ``body_timeout`` seconds; 413 for a body over ``max_body_bytes``; 503 when the keys
+cannot be fetched (transient). A client that hangs up before its body arrived gets no answer.
 
 Upvest delivers a request again, with back-off, until it is answered 200, and later requests
 wait behind it ("Delivery and Retry Logic" of
@@ -30,16 +37,16 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar, overload
 
 import attrs
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..models.webhooks import WebhookEvent
-from .errors import WebhookPayloadError, WebhookVerificationError
+from .errors import StoreUnavailableError, WebhookPayloadError, WebhookVerificationError
 from .events import parse_batch
-from .store import EventStore, MemoryEventStore
+from .store import EventStore, MemoryEventStore, MemoryTransaction
 from .verifier import DEFAULT_MAX_BODY_BYTES, VerifiedSignature, WebhookVerifier
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "DEFAULT_WARNING_INTERVAL",
     "DEFAULT_WEBHOOK_PATH",
     "RECEIVER_KEY",
+    "EventHandler",
     "MalformedRequestFilter",
     "ReceiverStats",
     "WebhookReceiver",
@@ -65,15 +73,20 @@ DEFAULT_BODY_TIMEOUT = 30.0
 #: Seconds between two WARNING lines of one kind about what unauthenticated clients cause.
 DEFAULT_WARNING_INTERVAL = 60.0
 
-#: A handler of one event; an exception makes the delivery fail (and be retried).
-EventHandler = Callable[[WebhookEvent], Awaitable[None]]
+T = TypeVar("T")
+
+#: A handler of one event: ``async def on_event(event, tx)``, ``tx`` the store's transaction
+#: (write your effect through it to have it committed with the event's record); an exception
+#: rolls the whole delivery back (and Upvest retries it).
+EventHandler: TypeAlias = Callable[[WebhookEvent, T], Awaitable[None]]
 
 
 @attrs.define
 class ReceiverStats:
-    """Counters of a :class:`WebhookReceiver`: ``requests``, ``rejected`` (signature, size or
-    payload), ``handled`` (events passed to ``on_event`` successfully), ``duplicates`` (events
-    skipped as already handled), ``failed`` (handler or store failures), ``incomplete``
+    """Counters of a :class:`WebhookReceiver`: ``requests``, ``rejected`` (signature, replay,
+    size or payload), ``handled`` (events passed to ``on_event`` in deliveries that
+    committed), ``duplicates`` (events skipped as already handled, in deliveries that
+    committed), ``failed`` (deliveries rolled back: handler or store failures), ``incomplete``
     (bodies that did not arrive in full: the client hung up, broke the framing, or was slower
     than ``body_timeout``)."""
 
@@ -172,51 +185,60 @@ def _progress(size: int, expected: int | None) -> str:
     return f"{size}{of} bytes arrived"
 
 
-class _Guard:
-    """Per-event-id locks, dropped when nobody holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    async def __call__(self, event_id: str, work: Callable[[], Awaitable[None]]) -> None:
-        lock, users = self._locks.get(event_id, (asyncio.Lock(), 0))
-        self._locks[event_id] = (lock, users + 1)
-        try:
-            async with lock:
-                await work()
-        finally:
-            lock, users = self._locks[event_id]
-            if users == 1:
-                del self._locks[event_id]
-            else:
-                self._locks[event_id] = (lock, users - 1)
-
-
-class WebhookReceiver:
+class WebhookReceiver(Generic[T]):
     """Receives Upvest's webhook requests: mount :meth:`handle` as a POST route of your
     ``aiohttp.web`` application, or use :func:`webhook_app`.
 
-    ``on_event``: an async function awaited once per new event, in the request's order;
+    ``on_event``: ``async def on_event(event, tx)``, awaited once per new event, in the
+    request's order, inside the store's transaction ``tx`` (see the module docs);
     ``verifier``: a :class:`~upvest_async.webhooks.WebhookVerifier` (or
-    ``client.webhooks.verifier``); ``store``: an :class:`~upvest_async.webhooks.EventStore` of
-    handled event ids (default: a bounded :class:`~upvest_async.webhooks.MemoryEventStore`;
-    production wants a durable one); ``max_body_bytes``: larger bodies are answered 413 without
-    being read further; ``body_timeout``: seconds (counted from the end of the headers) within
-    which the whole body must have arrived, else the request is answered 408 and the
-    connection closed (``None``: no deadline); ``warning_interval``: seconds between two
-    WARNING lines of one kind about refused or broken requests (see the module docs).
-    Concurrent deliveries of one event never run ``on_event`` for it twice.
+    ``client.webhooks.verifier``; the receiver calls its
+    :meth:`~upvest_async.webhooks.WebhookVerifier.authenticate` and records nonces in the
+    store); ``store``: an :class:`~upvest_async.webhooks.EventStore` (default: a new bounded
+    :class:`~upvest_async.webhooks.MemoryEventStore`, for one process; several replicas or a
+    restart want :class:`upvest_async.storage.SQLEventStore`); ``max_body_bytes``: larger
+    bodies are answered 413 without being read further; ``body_timeout``: seconds (counted
+    from the end of the headers) within which the whole body must have arrived, else the
+    request is answered 408 and the connection closed (``None``: no deadline);
+    ``warning_interval``: seconds between two WARNING lines of one kind about refused or
+    broken requests (see the module docs). Concurrent deliveries of one event, to this
+    receiver or to another sharing the store, never run ``on_event`` for it in two
+    transactions that both commit.
 
     Raises ``ValueError`` for a ``body_timeout`` or ``warning_interval`` that is not a
     positive number of seconds (``warning_interval`` may be 0: every line is logged).
     """
 
+    @overload
     def __init__(
-        self,
-        on_event: EventHandler,
+        self: WebhookReceiver[MemoryTransaction],
+        on_event: EventHandler[MemoryTransaction],
         verifier: WebhookVerifier,
         *,
-        store: EventStore | None = None,
+        store: None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        on_event: EventHandler[T],
+        verifier: WebhookVerifier,
+        *,
+        store: EventStore[T],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        on_event: EventHandler[Any],
+        verifier: WebhookVerifier,
+        *,
+        store: EventStore[Any] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         warning_interval: float = DEFAULT_WARNING_INTERVAL,
@@ -227,13 +249,13 @@ class WebhookReceiver:
         if not (_is_number(warning_interval) and warning_interval >= 0):
             raise ValueError(f"warning_interval must be a number of seconds >= 0, "
                              f"got {warning_interval!r}")
-        self.on_event = on_event
+        self.on_event: EventHandler[T] = on_event
         self.verifier = verifier
-        self.store: EventStore = store if store is not None else MemoryEventStore()
+        self.store: EventStore[T] = store if store is not None \
+            else MemoryEventStore()  # type: ignore[assignment]  # (the first overload: T)
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.stats = ReceiverStats()
-        self._guard = _Guard()
         self._warnings = _Throttle(warning_interval)
 
     async def _read(self, request: web.Request) -> bytes | web.Response:
@@ -282,50 +304,63 @@ class WebhookReceiver:
         if isinstance(body, web.Response):
             return body
         try:
-            verified = await self.verifier.verify(
+            verified = await self.verifier.authenticate(
                 body, request.headers, method=request.method, path=request.path,
                 query=request.rel_url.raw_query_string,
             )
         except WebhookVerificationError as exc:
-            self.stats.rejected += 1
-            self._warnings.warning(f"rejected:{exc.reason}", "webhook request from %s "
-                                   "rejected: %s", request.remote, exc.reason)
-            if exc.transient:
-                return _answer(503, "Service Unavailable")
-            if exc.reason == "body-too-large":
-                return _answer(413, "Payload Too Large")
-            return _answer(401, "Unauthorized")
+            return self._refuse(request, exc)
         try:
             events = parse_batch(body)
         except WebhookPayloadError as exc:
             self.stats.rejected += 1
-            self.verifier.forget(verified)
             logger.warning("verified webhook body rejected: %s", exc)
             return _answer(400, "Bad Request")
-        return await self._deliver(events, verified)
+        return await self._deliver(request, events, verified)
+
+    def _refuse(self, request: web.Request, exc: WebhookVerificationError) -> web.Response:
+        self.stats.rejected += 1
+        self._warnings.warning(f"rejected:{exc.reason}", "webhook request from %s "
+                               "rejected: %s", request.remote, exc.reason)
+        if exc.transient:
+            return _answer(503, "Service Unavailable")
+        if exc.reason == "body-too-large":
+            return _answer(413, "Payload Too Large")
+        return _answer(401, "Unauthorized")
 
     async def _deliver(
-        self, events: list[WebhookEvent], verified: VerifiedSignature
+        self, request: web.Request, events: list[WebhookEvent], verified: VerifiedSignature
     ) -> web.Response:
-        for event in events:
-            event_id = str(event.id)
-
-            async def once(event: WebhookEvent = event, event_id: str = event_id) -> None:
-                if await self.store.has(event_id):
-                    self.stats.duplicates += 1
-                    return
-                await self.on_event(event)
-                await self.store.add(event_id)
-                self.stats.handled += 1
-
-            try:
-                await self._guard(event_id, once)
-            except Exception:
-                self.stats.failed += 1
-                self.verifier.forget(verified)
-                logger.exception("webhook event %s (%s) failed; the delivery will be retried",
-                                 event_id, event.type)
-                return _answer(500, "Internal Server Error")
+        """Claim the signature and every event, run the handler for the new ones, commit."""
+        handled = duplicates = 0
+        current: WebhookEvent | None = None
+        try:
+            async with self.store.transaction() as tx:
+                if not await self.store.claim_signature(
+                        tx, verified.key_id, verified.nonce, keep_until=verified.keep_until):
+                    raise WebhookVerificationError("replayed")
+                for current in events:
+                    if await self.store.claim_event(tx, current):
+                        await self.on_event(current, tx)
+                        handled += 1
+                    else:
+                        duplicates += 1
+        except WebhookVerificationError as exc:
+            return self._refuse(request, exc)
+        except StoreUnavailableError as exc:
+            self.stats.failed += 1
+            logger.warning("webhook delivery of %d event(s) rolled back, the store is "
+                           "unavailable (answered 503; Upvest retries): %s", len(events), exc)
+            return _answer(503, "Service Unavailable")
+        except Exception:
+            self.stats.failed += 1
+            where = f"event {current.id} ({current.type})" if current is not None \
+                else "the store"
+            logger.exception("webhook delivery of %d event(s) rolled back: %s failed "
+                             "(answered 500; Upvest retries)", len(events), where)
+            return _answer(500, "Internal Server Error")
+        self.stats.handled += handled
+        self.stats.duplicates += duplicates
         return _answer(200, "OK")
 
 
@@ -333,11 +368,37 @@ class WebhookReceiver:
 RECEIVER_KEY = web.AppKey("upvest_webhook_receiver", WebhookReceiver)
 
 
+@overload
 def webhook_app(
-    on_event: EventHandler,
+    on_event: EventHandler[MemoryTransaction],
     verifier: WebhookVerifier,
     *,
-    store: EventStore | None = None,
+    store: None = None,
+    path: str = DEFAULT_WEBHOOK_PATH,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
+) -> web.Application: ...
+
+
+@overload
+def webhook_app(
+    on_event: EventHandler[T],
+    verifier: WebhookVerifier,
+    *,
+    store: EventStore[T],
+    path: str = DEFAULT_WEBHOOK_PATH,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
+) -> web.Application: ...
+
+
+def webhook_app(
+    on_event: EventHandler[Any],
+    verifier: WebhookVerifier,
+    *,
+    store: EventStore[Any] | None = None,
     path: str = DEFAULT_WEBHOOK_PATH,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
@@ -345,9 +406,12 @@ def webhook_app(
 ) -> web.Application:
     """An ``aiohttp.web.Application`` serving a :class:`WebhookReceiver` at ``POST path``
     (run it, or mount it in yours with ``app.add_subapp``); the receiver (and its ``stats``)
-    is ``app[RECEIVER_KEY]``. Arguments as for :class:`WebhookReceiver`."""
-    receiver = WebhookReceiver(on_event, verifier, store=store, max_body_bytes=max_body_bytes,
-                               body_timeout=body_timeout, warning_interval=warning_interval)
+    is ``app[RECEIVER_KEY]``. Arguments as for :class:`WebhookReceiver`: ``store`` any
+    :class:`~upvest_async.webhooks.EventStore` (``on_event`` receives its transactions)."""
+    receiver: WebhookReceiver[Any] = WebhookReceiver(
+        on_event, verifier, store=store if store is not None else MemoryEventStore(),
+        max_body_bytes=max_body_bytes, body_timeout=body_timeout,
+        warning_interval=warning_interval)
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[RECEIVER_KEY] = receiver
     app.router.add_post(path, receiver.handle)

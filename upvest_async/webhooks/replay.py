@@ -20,8 +20,11 @@ DEFAULT_REPLAY_CACHE_SIZE = 100_000
 class ReplayCache:
     """Remembers ``(key_id, nonce)`` pairs until a Unix time (seconds), at most ``max_entries``.
 
-    Not shared between processes: several receiver processes behind one URL each refuse
-    replays they saw themselves only (event dedupe by id still holds with a shared store).
+    In memory, one process: :meth:`WebhookVerifier.verify
+    <upvest_async.webhooks.WebhookVerifier.verify>` keeps one, and so does a
+    :class:`~upvest_async.webhooks.MemoryEventStore`. Receivers on several replicas record
+    nonces in their shared store instead (``upvest_async.storage.SQLEventStore``), so a replay
+    is refused on every replica.
     """
 
     def __init__(self, max_entries: int = DEFAULT_REPLAY_CACHE_SIZE) -> None:

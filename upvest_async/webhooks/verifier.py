@@ -5,9 +5,12 @@ body size; method and path; one ``signature-input`` and one ``signature`` (:mod:
 coverage: ``@method``, ``@path``, ``digest`` when there is a body and ``@query`` when there is a
 query; every covered header present, given once, without control characters; ``created`` /
 ``expires`` against the clock with ``max_skew``; ``digest`` (``SHA-256=``) against the body;
-the key named by ``keyid``; ECDSA P-521/SHA-512 over the rebuilt base (:mod:`.base`); and the
-nonce against the replay cache (:mod:`.replay`). Source: ``docs/guides/api-readings.md``, W5 to
-W12 (the v6 signature and how the SDK reads its sources' disagreements).
+the key named by ``keyid``; ECDSA P-521/SHA-512 over the rebuilt base (:mod:`.base`); and
+(:meth:`WebhookVerifier.verify` only) the nonce against the replay cache (:mod:`.replay`). A
+:class:`~upvest_async.webhooks.WebhookReceiver` calls :meth:`WebhookVerifier.authenticate`
+instead and records the nonce in its event store, in the delivery's transaction. Source:
+``docs/guides/api-readings.md``, W5 to W12 (the v6 signature and how the SDK reads its
+sources' disagreements).
 """
 
 from __future__ import annotations
@@ -56,13 +59,16 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi
 @attrs.frozen
 class VerifiedSignature:
     """What a verified signature said: ``key_id``, ``nonce``, ``created`` and ``expires``
-    (Unix seconds) and the covered ``components``."""
+    (Unix seconds) and the covered ``components``; ``keep_until``: Unix seconds until which
+    its nonce must be remembered (``expires`` plus the verifier's ``max_skew``: later, the
+    signature no longer verifies)."""
 
     key_id: str
     nonce: str
     created: int
     expires: int
     components: tuple[str, ...]
+    keep_until: float
 
 
 def _clean(value: str) -> bool:
@@ -170,9 +176,25 @@ class WebhookVerifier:
         ``query``: the raw query without ``?`` (``""`` for none), given apart when the decoded
         path may itself hold a ``?`` (``%3F``); then ``path`` is taken whole.
 
-        Returns the :class:`VerifiedSignature` and records its nonce (a second call with the
-        same signature raises ``replayed``). Raises :class:`WebhookVerificationError` and
-        nothing else.
+        Returns the :class:`VerifiedSignature` and records its nonce in ``replay_cache`` (a
+        second call with the same signature raises ``replayed``). Raises
+        :class:`WebhookVerificationError` and nothing else.
+        """
+        signature = await self.authenticate(body, headers, method=method, path=path,
+                                            query=query)
+        self.replay_cache.add(signature.key_id, signature.nonce,
+                              keep_until=signature.keep_until, now=self.clock())
+        return signature
+
+    async def authenticate(
+        self, body: bytes, headers: Mapping[str, str], *, method: str = "POST", path: str,
+        query: str | None = None,
+    ) -> VerifiedSignature:
+        """Every check of :meth:`verify` but the replay check: the nonce is neither looked up
+        nor recorded. For a caller that records accepted nonces itself, as the
+        :class:`~upvest_async.webhooks.WebhookReceiver` does in its event store (shared by
+        every replica, in the delivery's transaction). Arguments as for :meth:`verify`.
+        Raises :class:`WebhookVerificationError` and nothing else.
         """
         try:
             return await self._verify(body, headers, method, path, query)
@@ -244,12 +266,10 @@ class WebhookVerifier:
             key.verify(parsed.signature, base, ec.ECDSA(hashes.SHA512()))
         except (InvalidSignature, ValueError, TypeError):
             raise WebhookVerificationError("bad-signature") from None
-        self.replay_cache.add(
-            parsed.key_id, parsed.nonce, keep_until=parsed.expires + self.max_skew, now=now
-        )
         return VerifiedSignature(
             key_id=parsed.key_id, nonce=parsed.nonce, created=parsed.created,
             expires=parsed.expires, components=parsed.components,
+            keep_until=parsed.expires + self.max_skew,
         )
 
     @staticmethod
