@@ -38,7 +38,7 @@ def _record_key(record: PositionRecord) -> str:
     return record["instrument"]["uuid"]
 
 
-def _export_accounts(account_ids: Iterable[str | uuid.UUID], concurrency: int) -> list[str]:
+def _checked_accounts(account_ids: Iterable[str | uuid.UUID], concurrency: int) -> list[str]:
     """The account ids of an export, checked with its ``concurrency`` before anything is
     sent. Raises :class:`~upvest_async.InvalidInputError` for a bad id or a ``concurrency``
     that is not an integer >= 1."""
@@ -216,7 +216,7 @@ class Positions(Resource):
         ahead up to ``concurrency`` pages, and its page requests are re-sent after a 429 as
         long as their deadline allows (the bulk options), unless ``max_throttled_retries``
         was given (here, or with :meth:`~upvest_async.UpvestClient.with_options`)."""
-        accounts = _export_accounts(account_ids, concurrency)
+        accounts = _checked_accounts(account_ids, concurrency)
         options = {**self._client._bulk_options(), **options}
         return [
             (account, self._client._paginate(
