@@ -8,7 +8,7 @@ reference names its "Required scopes" under the ``oauth-client-credentials`` sec
   list two scopes, ``portfolios:read`` and ``portfolios:admin`` (the rendered page glues them
   into ``portfolios:readportfolios:admin``); the operations that write (POST, PUT, PATCH,
   DELETE) list ``portfolios:admin`` alone.
-- Positions (https://docs.upvest.co/api/positions): ``positions:read`` for both operations.
+- Positions (https://docs.upvest.co/api/Positions): ``positions:read`` for both operations.
 - Webhook subscriptions and their signing keys
   (https://docs.upvest.co/api/Webhook-Subscriptions): ``webhooks:read`` or ``webhooks:admin``
   to read (the JWKS at ``GET /auth/verify_keys`` and the subscriptions), ``webhooks:admin`` to
