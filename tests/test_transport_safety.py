@@ -50,8 +50,9 @@ async def fake_api() -> AsyncIterator[tuple[TestServer, dict[str, Any]]]:
         if behaviour["mode"] == "stall":
             await asyncio.sleep(3600)
         if behaviour["mode"] == "huge":
-            return web.Response(body=b"x" * 200_000, content_type="application/json")
-        response = web.StreamResponse()
+            return web.Response(body=b"x" * 200_000, content_type="application/json",
+                                headers={"upvest-request-id": "req-huge"})
+        response = web.StreamResponse(headers={"upvest-request-id": "req-huge"})
         await response.prepare(request)
         for _ in range(50):
             await response.write(b"y" * 10_000)
@@ -88,8 +89,10 @@ async def test_oversized_bodies_are_refused(
     behaviour["mode"] = mode
     base = str(server.make_url("/")).rstrip("/")
     async with UpvestClient(**_settings(base, max_response_bytes=100_000)) as client:
-        with pytest.raises(ResponseTooLargeError, match="100000"):
+        with pytest.raises(ResponseTooLargeError, match="100000") as caught:
             [p async for p in client.positions.list(ID)]
+    assert caught.value.request_id == "req-huge"
+    assert str(caught.value).endswith("(request id req-huge)")
 
 
 def test_plain_http_only_for_loopback_and_tls_cannot_be_disabled() -> None:

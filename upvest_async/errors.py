@@ -154,7 +154,13 @@ class InvalidResponseError(UpvestError):
 
 class ResponseTooLargeError(InvalidResponseError):
     """A response body exceeded the client's ``max_response_bytes``; it was not read further
-    and the call is not retried."""
+    and the call is not retried. ``request_id``: the answer's ``upvest-request-id``."""
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        request_id = redact(request_id) if request_id else request_id
+        self.request_id = request_id
+        suffix = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"{message}{suffix}")
 
 
 class ResponseValidationError(InvalidResponseError):

@@ -173,15 +173,18 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str) 
     """The body of ``response``, refused with
     :class:`~upvest_async.errors.ResponseTooLargeError` as soon as it is known to exceed
     ``limit`` bytes (declared ``content-length``, or bytes received; after decompression)."""
+    request_id = response.headers.get("upvest-request-id")
     declared = response.content_length
     if declared is not None and declared > limit:
-        raise ResponseTooLargeError(f"{what}: response of {declared} bytes exceeds {limit}")
+        raise ResponseTooLargeError(f"{what}: response of {declared} bytes exceeds {limit}",
+                                    request_id=request_id)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(65536):
         size += len(chunk)
         if size > limit:
-            raise ResponseTooLargeError(f"{what}: response exceeds {limit} bytes")
+            raise ResponseTooLargeError(f"{what}: response exceeds {limit} bytes",
+                                        request_id=request_id)
         chunks.append(chunk)
     return b"".join(chunks)
 
