@@ -75,10 +75,10 @@ def test_the_lazy_commands_are_listed_and_an_unknown_one_is_a_one_line_usage_err
     listed = subprocess.run([sys.executable, "-m", "upvest_async", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0
-    for name in ("export-positions", "rebalance", "sandbox", "webhooks"):
+    for name in ("export-positions", "mirror", "rebalance", "sandbox", "webhooks"):
         assert f"  {name}  " in listed.stdout or f"  {name} " in listed.stdout
     for typed, hint in [
-        ("nope", "Commands: export-positions, rebalance, sandbox, webhooks."),
+        ("nope", "Commands: export-positions, mirror, rebalance, sandbox, webhooks."),
         ("export", "Did you mean 'export-positions'?"),
         ("rebalanse", "Did you mean 'rebalance'?"),
         ("webhook", "Did you mean 'webhooks'?"),

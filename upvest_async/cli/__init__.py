@@ -1,5 +1,5 @@
-"""The ``upvest-async`` command line: ``export-positions``, ``rebalance``, ``sandbox`` and
-``webhooks listen``.
+"""The ``upvest-async`` command line: ``export-positions``, ``mirror load`` / ``mirror
+serve``, ``rebalance``, ``sandbox`` and ``webhooks listen``.
 
 The target is never inferred. Bulk commands and ``webhooks listen`` use the API the
 ``UPVEST_API_*`` variables configure, which must be complete (exit 2 otherwise, naming what is
@@ -35,6 +35,7 @@ __all__ = ["COMMANDS", "OneLineErrors", "main"]
 #: package), imported only when looked up (see :class:`OneLineErrors`).
 COMMANDS = {
     "export-positions": ".export:export_positions_command",
+    "mirror": ".mirror:mirror_group",
     "rebalance": ".rebalance:rebalance_command",
     "sandbox": ".sandbox:sandbox_command",
     "webhooks": ".webhooks:webhooks_group",

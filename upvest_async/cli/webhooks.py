@@ -87,20 +87,26 @@ def _recover(out: Path) -> list[str]:
     return ids
 
 
-def _bind(port: int) -> socket.socket:
-    """A socket bound to 127.0.0.1:``port`` (0: a free one), for the receiver to listen on.
-    Raises :class:`~.preflight.PreflightError` (``--port``) when it cannot be bound."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _bind(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a free one; ``host`` an IPv4 or IPv6
+    address), for the receiver to listen on. Raises :class:`~.preflight.PreflightError`
+    (``--port``, or ``--host`` for an address that is not one) when it cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's TCPSite
-        sock.bind(("127.0.0.1", port))
-    except OSError as exc:
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PreflightError("--port", f"127.0.0.1:{port} is in use (--port 0 picks a "
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            raise PreflightError("--port", f"{where} is in use (--port 0 picks a "
                                            "free port)") from None
-        raise PreflightError("--port", f"cannot listen on 127.0.0.1:{port}: "
-                                       f"{exc.strerror or exc}") from None
+        if isinstance(exc, socket.gaierror | UnicodeError):
+            raise PreflightError("--host", f"{_printable(host)!r} is not an address to "
+                                           "listen on") from None
+        raise PreflightError("--port", f"cannot listen on {_printable(where)}: "
+                                       f"{getattr(exc, 'strerror', None) or exc}") from None
     return sock
 
 

@@ -29,17 +29,19 @@ does not depend on arrival order gives every replica the same table.
   kept); a row of those accounts that the export no longer lists is deleted unless it is newer
   than the load. A load that fails (an API error, the process killed, the database) leaves the
   table as it was: the export is first written to a temporary table of the load's own
-  connection, which the database drops with the connection.
+  connection (in short transactions: no lock on ``upvest_positions`` while the export runs),
+  which the database drops with the connection. The final transaction writes every row
+  loaded; receivers wait for it (on PostgreSQL it locks the table against other writers, so
+  that no delivery can deadlock with it; a delivery that waits longer than the database's
+  lock timeout is answered 503 and retried).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -48,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..models import Position
+from ..models.positions import PositionRecord
 from ..models.webhooks import WebhookEvent, WebhookEventType
 from ..resources.positions import DEFAULT_EXPORT_CONCURRENCY
 from ..storage import Database, DatabaseUnavailableError, positions_table
@@ -62,16 +65,16 @@ __all__ = ["DEFAULT_CLOCK_MARGIN", "LoadSummary", "PositionsMirror"]
 #: Seconds a load's ``as_of`` is set before its first request (see the module docs).
 DEFAULT_CLOCK_MARGIN = 5.0
 
-#: Rows written to the load's temporary table at once.
+#: Rows written to the load's temporary table at once (at least).
 _BATCH_ROWS = 10_000
 
 _KEY = ("account_id", "instrument_uuid")
-_VALUES = ("isin", "quantity", "available_for_trading", "locked_for_trading",
-           "pending_settlement")
 _NUMBERS = ("quantity", "available_for_trading", "locked_for_trading", "pending_settlement")
+_VALUES = ("isin", *_NUMBERS)
 _COLUMNS = (*_KEY, *_VALUES)
 
-Row = tuple[uuid.UUID, uuid.UUID, str | None, Decimal, Decimal, Decimal, Decimal]
+#: A position as the load stages it: the API's own strings, in the order of :data:`_COLUMNS`.
+Row = tuple[str, str, str | None, str, str, str, str]
 
 
 @attrs.define
@@ -94,16 +97,16 @@ class LoadSummary:
         return self.positions / self.seconds if self.seconds > 0 else 0.0
 
 
-def _row(position: Position) -> Row:
-    instrument = position.instrument
-    return (position.account_id, instrument.uuid, instrument.isin, position.quantity,
-            position.available_for_trading, position.locked_for_trading,
-            position.pending_settlement)
+def _staged(record: PositionRecord) -> Row:
+    instrument = record["instrument"]
+    return (record["account_id"], instrument["uuid"], instrument.get("isin"),
+            record["quantity"], record["available_for_trading"],
+            record["locked_for_trading"], record["pending_settlement"])
 
 
 def _insert(table: sa.Table, dialect: str) -> Any:
     """The dialect's ``INSERT`` (with ``ON CONFLICT``) of ``table``."""
-    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _newer(table: sa.Table, excluded: Any) -> sa.ColumnElement[bool]:
@@ -126,14 +129,12 @@ def _upsert(statement: Any) -> Any:
 
 
 def _staging() -> tuple[sa.Table, sa.Table]:
-    """The load's temporary tables (of its own connection): the positions exported, typed as
-    ``upvest_positions``'s columns, and the accounts covered."""
+    """The load's temporary tables (of its own connection): the positions exported, as the
+    API's strings (text columns, written fast), and the accounts covered."""
     metadata = sa.MetaData()
-    rows = sa.Table(
-        "upvest_positions_load", metadata,
-        *(sa.Column(name, positions_table.c[name].type) for name in _COLUMNS),
-        prefixes=["TEMPORARY"],
-    )
+    rows = sa.Table("upvest_positions_load", metadata,
+                    *(sa.Column(name, sa.Text()) for name in _COLUMNS),
+                    prefixes=["TEMPORARY"])
     accounts = sa.Table(
         "upvest_positions_load_accounts", metadata,
         sa.Column("account_id", positions_table.c.account_id.type, primary_key=True),
@@ -142,55 +143,35 @@ def _staging() -> tuple[sa.Table, sa.Table]:
     return rows, accounts
 
 
-class _Accounts:
-    """Counts a load's accounts and positions, calling ``on_account`` for each account in
-    order: the export yields the accounts' positions in the order given, so an account is
-    done when a position of a later one arrives, or the export ends."""
-
-    def __init__(self, accounts: list[str], summary: LoadSummary,
-                 on_account: Callable[[str, int], None] | None) -> None:
-        self.accounts = accounts
-        self.index = {uuid.UUID(account): number for number, account in enumerate(accounts)}
-        self.summary = summary
-        self.on_account = on_account
-        self.done = 0
-        self.count = 0
-
-    def seen(self, account: uuid.UUID) -> None:
-        """One more position, of ``account``."""
-        number = self.index[account]
-        if number != self.done:
-            self.finish(number)
-        self.count += 1
-        self.summary.positions += 1
-
-    def finish(self, upto: int) -> None:
-        """The accounts before number ``upto`` are done."""
-        while self.done < upto:
-            self.summary.accounts += 1
-            if self.on_account is not None:
-                self.on_account(self.accounts[self.done], self.count)
-            self.done, self.count = self.done + 1, 0
+def _typed(rows: sa.Table, name: str) -> sa.ColumnElement[Any]:
+    """A staged column as its ``upvest_positions`` type: a uuid in its canonical form
+    (lower case), a decimal as the API wrote it (``numeric`` on PostgreSQL)."""
+    column: sa.ColumnElement[Any] = rows.c[name]
+    if name in _KEY:
+        column = sa.func.lower(column)
+    return sa.cast(column, positions_table.c[name].type) if name != "isin" else column
 
 
 class PositionsMirror:
     """The positions of accounts in ``upvest_positions`` of ``database`` (an open
-    :class:`~upvest_async.storage.Database`; its schema made with
-    :func:`~upvest_async.storage.ensure_schema`). See the module docs for the rule that
-    orders loads and events.
+    :class:`~upvest_async.storage.Database`, whose tables it created). See the module docs
+    for the rule that orders loads and events.
 
-    ``clock_margin``: seconds a load's ``as_of`` is set before its first request (>= 0; a
-    :class:`ValueError` otherwise).
+    ``clock_margin``: seconds a load's ``as_of`` is set before its first request (a finite
+    number >= 0; a :class:`ValueError` otherwise).
     """
 
     def __init__(self, database: Database, *,
                  clock_margin: float = DEFAULT_CLOCK_MARGIN) -> None:
         if isinstance(clock_margin, bool) or not isinstance(clock_margin, int | float) \
-                or not clock_margin >= 0 or clock_margin == float("inf"):
+                or not 0 <= clock_margin < float("inf"):
             raise ValueError(f"clock_margin must be a number of seconds >= 0, got "
                              f"{clock_margin!r}")
         self.database = database
         self.clock_margin = float(clock_margin)
+
+    def __repr__(self) -> str:
+        return f"PositionsMirror({self.database!r})"
 
     async def load(
         self,
@@ -200,89 +181,90 @@ class PositionsMirror:
         concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         on_account: Callable[[str, int], None] | None = None,
     ) -> LoadSummary:
-        """Export the positions of ``account_ids`` (``client.positions.export``, E16:
-        ordered, ``concurrency`` page requests in flight, 429s re-sent within the deadline,
-        paced by the client's rate limiter) and replace those accounts in
-        ``upvest_positions`` in one transaction (see the module docs).
+        """Export the positions of ``account_ids`` (``client.positions.export_records``, E16:
+        the API's own values, validated as :class:`~upvest_async.Position` validates them;
+        in order, ``concurrency`` page requests in flight, 429s re-sent, paced by the
+        client's rate limiter) and replace those accounts in ``upvest_positions`` in one
+        transaction at the end (see the module docs).
 
         ``on_account(account_id, positions)`` is called for each account, in order, once its
-        positions are read (the last ones once the table is written; they are all in
-        ``upvest_positions`` only when the load returns). Returns a :class:`LoadSummary`.
+        positions are written to the load's temporary table (they are in
+        ``upvest_positions`` when the load returns). Returns a :class:`LoadSummary`.
 
         Raises :class:`~upvest_async.InvalidInputError` for a bad account id or
         ``concurrency`` before anything is sent or written; the export's errors
-        (:class:`~upvest_async.APIStatusError`, ...) and the database's
-        (:class:`~upvest_async.storage.DatabaseUnavailableError`, SQLAlchemy's errors) with
-        the table unchanged.
+        (:class:`~upvest_async.APIStatusError`, ...),
+        :class:`~upvest_async.storage.DatabaseUnavailableError` (the database cannot be
+        reached, the connection was lost, a lock timed out) and SQLAlchemy's other errors,
+        each with the table unchanged.
         """
         accounts = [check_uuid("account_id", account) for account in account_ids]
         summary = LoadSummary()
         started = time.monotonic()
-        positions = client.positions.export(accounts, concurrency=concurrency)
+        records = client.positions.export_records(accounts, concurrency=concurrency)
         try:
-            async with contextlib.aclosing(positions):
-                await self._load(positions, accounts, summary, on_account)
+            async with self.database.engine.connect() as conn:
+                try:
+                    await self._fill(conn, records, accounts, summary, on_account)
+                except BaseException:
+                    # A failed load's connection is closed, not pooled: its temporary
+                    # tables go with it.
+                    await conn.invalidate()
+                    raise
         except Exception as exc:
             reason = transient_reason(exc)
             if reason is None:
                 raise
             raise DatabaseUnavailableError(self.database.url.target, reason) from exc
+        finally:
+            await records.aclose()
         summary.seconds = time.monotonic() - started
         return summary
 
-    async def _load(self, positions: AsyncIterator[Position], accounts: list[str],
+    async def _fill(self, conn: AsyncConnection, records: Any, accounts: list[str],
                     summary: LoadSummary, on_account: Callable[[str, int], None] | None,
                     ) -> None:
-        progress = _Accounts(accounts, summary, on_account)
-        async with self.database.engine.connect() as conn:
-            try:
-                await self._fill(conn, positions, accounts, summary, progress)
-            except BaseException:
-                # A failed load's connection is closed, not pooled: its temporary tables go.
-                await conn.invalidate()
-                raise
-        progress.finish(len(accounts))
-
-    async def _fill(self, conn: AsyncConnection, positions: AsyncIterator[Position],
-                    accounts: list[str], summary: LoadSummary, progress: _Accounts) -> None:
-        """Write the export to the temporary tables, then replace the accounts (one
-        transaction)."""
+        """Write the export to the temporary tables, then replace the accounts in one
+        transaction."""
         rows_table, accounts_table = _staging()
-        dialect = self.database.dialect
         await conn.run_sync(lambda sync: rows_table.metadata.create_all(sync))
         await conn.commit()
-        await self._stage(conn, dialect, rows_table, accounts_table, [],
+        await self._stage(conn, rows_table, accounts_table, [],
                           [uuid.UUID(account) for account in accounts])
         summary.as_of = as_of = datetime.now(UTC) - timedelta(seconds=self.clock_margin)
         batch: list[Row] = []
-        async for position in positions:
-            progress.seen(position.account_id)
-            batch.append(_row(position))
+        async for account, positions in records:
+            batch.extend(map(_staged, positions))
             if len(batch) >= _BATCH_ROWS:
-                await self._stage(conn, dialect, rows_table, accounts_table, batch, [])
+                await self._stage(conn, rows_table, accounts_table, batch, [])
                 batch = []
-        await self._stage(conn, dialect, rows_table, accounts_table, batch, [])
+            summary.accounts += 1
+            summary.positions += len(positions)
+            if on_account is not None:
+                on_account(account, len(positions))
+        await self._stage(conn, rows_table, accounts_table, batch, [])
         async with conn.begin():
             await self._merge(conn, rows_table, accounts_table, as_of, summary)
         await conn.run_sync(lambda sync: rows_table.metadata.drop_all(sync))
         await conn.commit()
 
-    @staticmethod
-    async def _stage(conn: AsyncConnection, dialect: str, rows_table: sa.Table,
+    async def _stage(self, conn: AsyncConnection, rows_table: sa.Table,
                      accounts_table: sa.Table, rows: Sequence[Row],
                      accounts: Sequence[uuid.UUID]) -> None:
         """Write ``rows`` and ``accounts`` to the temporary tables (committed: they live on
-        this connection only)."""
+        this connection only): PostgreSQL's ``COPY``, SQLite's ``executemany``."""
         async with conn.begin():
-            if dialect == "postgresql" and rows:
+            if rows and self.database.dialect == "postgresql":
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection
                 assert driver is not None
                 await driver.copy_records_to_table(rows_table.name, records=rows,
                                                    columns=list(_COLUMNS))
             elif rows:
-                await conn.execute(rows_table.insert(),
-                                   [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+                marks = ", ".join("?" * len(_COLUMNS))
+                await conn.exec_driver_sql(
+                    f"INSERT INTO {rows_table.name} ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                    list(rows))
             if accounts:
                 await conn.execute(accounts_table.insert(),
                                    [{"account_id": account} for account in accounts])
@@ -291,21 +273,24 @@ class PositionsMirror:
     async def _merge(conn: AsyncConnection, rows_table: sa.Table, accounts_table: sa.Table,
                      as_of: datetime, summary: LoadSummary) -> None:
         """Replace the covered accounts in ``upvest_positions`` (in the caller's
-        transaction)."""
+        transaction): upsert every staged row by the ordering rule with ``as_of``, then
+        delete the rows of those accounts still older than ``as_of`` (not exported, and not
+        newer than the load)."""
         table = positions_table
+        if conn.dialect.name == "postgresql":
+            # Writers wait while the load replaces its rows, so none can deadlock with it
+            # (readers do not wait; SQLite's BEGIN IMMEDIATE already runs it alone).
+            await conn.exec_driver_sql(
+                f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE")
         stamp = sa.literal(as_of, type_=table.c.as_of.type)
-        source = sa.select(*(rows_table.c[name] for name in _COLUMNS), stamp).where(sa.true())
+        source = sa.select(*(_typed(rows_table, name) for name in _COLUMNS), stamp) \
+            .where(sa.true())  # (SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE)
         insert = _insert(table, conn.dialect.name).from_select([*_COLUMNS, "as_of"], source)
         result = await conn.execute(_upsert(insert))
         summary.kept = summary.positions - max(result.rowcount, 0)
-        listed = sa.select(sa.literal(1)).where(
-            rows_table.c.account_id == table.c.account_id,
-            rows_table.c.instrument_uuid == table.c.instrument_uuid,
-        ).exists()
         deleted = await conn.execute(sa.delete(table).where(
             table.c.account_id.in_(sa.select(accounts_table.c.account_id)),
             table.c.as_of < stamp,
-            ~listed,
         ))
         summary.deleted = max(deleted.rowcount, 0)
 
@@ -320,7 +305,12 @@ class PositionsMirror:
                 not isinstance(event.object, Position):
             return
         position = event.object
-        values: dict[str, Any] = dict(zip(_COLUMNS, _row(position), strict=True))
-        values["as_of"] = event.created_at.astimezone(UTC)
-        statement = _insert(positions_table, tx.dialect.name).values(**values)
+        statement = _insert(positions_table, tx.dialect.name).values(
+            account_id=position.account_id, instrument_uuid=position.instrument.uuid,
+            isin=position.instrument.isin, quantity=position.quantity,
+            available_for_trading=position.available_for_trading,
+            locked_for_trading=position.locked_for_trading,
+            pending_settlement=position.pending_settlement,
+            as_of=event.created_at.astimezone(UTC),
+        )
         await tx.execute(_upsert(statement))
