@@ -61,9 +61,11 @@ RESERVED_HEADERS = frozenset({
 
 
 class RequestOptions(TypedDict, total=False):
-    """Per-call options, accepted by every method as keyword arguments (a ``list()`` or an
-    export applies them to each of its page requests) and by
-    :meth:`~upvest_async.UpvestClient.with_options`.
+    """Per-call options, accepted by every method of the resources as keyword arguments (a
+    ``list()`` or an export applies them to each of its page requests) and by
+    :meth:`~upvest_async.UpvestClient.with_options`. (``client.webhooks``' key reads are one
+    cached fetch shared by every caller: they use the options of the client that made the
+    cache.)
 
     ``timeout``: seconds for one attempt; ``max_retries``: retries after failed attempts;
     ``max_throttled_retries``: re-sends after 429 answers (``None``: bounded by the deadline
