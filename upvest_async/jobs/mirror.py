@@ -169,6 +169,7 @@ class PositionsMirror:
                              f"{clock_margin!r}")
         self.database = database
         self.clock_margin = float(clock_margin)
+        self._apply = _upsert(_insert(positions_table, database.dialect))
 
     def __repr__(self) -> str:
         return f"PositionsMirror({self.database!r})"
@@ -305,12 +306,11 @@ class PositionsMirror:
                 not isinstance(event.object, Position):
             return
         position = event.object
-        statement = _insert(positions_table, tx.dialect.name).values(
-            account_id=position.account_id, instrument_uuid=position.instrument.uuid,
-            isin=position.instrument.isin, quantity=position.quantity,
-            available_for_trading=position.available_for_trading,
-            locked_for_trading=position.locked_for_trading,
-            pending_settlement=position.pending_settlement,
-            as_of=event.created_at.astimezone(UTC),
-        )
-        await tx.execute(_upsert(statement))
+        await tx.execute(self._apply, {
+            "account_id": position.account_id, "instrument_uuid": position.instrument.uuid,
+            "isin": position.instrument.isin, "quantity": position.quantity,
+            "available_for_trading": position.available_for_trading,
+            "locked_for_trading": position.locked_for_trading,
+            "pending_settlement": position.pending_settlement,
+            "as_of": event.created_at.astimezone(UTC),
+        })
