@@ -331,7 +331,9 @@ class WebhookReceiver(Generic[T]):
     async def _deliver(
         self, request: web.Request, events: list[WebhookEvent], verified: VerifiedSignature
     ) -> web.Response:
-        """Claim the signature and every event, run the handler for the new ones, commit."""
+        """Claim the signature, then every event id (in id order: two deliveries sharing
+        events claim them in the same order, so they wait for each other instead of
+        deadlocking), then run the handler for the new ones in the request's order; commit."""
         handled = duplicates = 0
         current: WebhookEvent | None = None
         try:
@@ -339,8 +341,11 @@ class WebhookReceiver(Generic[T]):
                 if not await self.store.claim_signature(
                         tx, verified.key_id, verified.nonce, keep_until=verified.keep_until):
                     raise WebhookVerificationError("replayed")
+                first = {e.id: e for e in reversed(events)}  # the first event of each id
+                new = {event_id for event_id in sorted(first)
+                       if await self.store.claim_event(tx, first[event_id])}
                 for current in events:
-                    if await self.store.claim_event(tx, current):
+                    if current.id in new and first[current.id] is current:
                         await self.on_event(current, tx)
                         handled += 1
                     else:

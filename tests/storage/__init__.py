@@ -1,0 +1,1 @@
+"""Tests of upvest_async.storage (SQLite and PostgreSQL)."""
