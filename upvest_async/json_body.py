@@ -49,6 +49,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
+
+# The standard library's decoders where orjson cannot serve: they name the reason a body is
+# refused, read the lone-surrogate escapes orjson refuses, and keep numbers exact (Decimal).
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _exact_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=Decimal)
 

@@ -41,6 +41,7 @@ _lock = threading.Lock()
 _live: weakref.WeakSet[Secrets] = weakref.WeakSet()
 
 
+# (json: the escapes of a secret as json.dumps writes request bodies, transport.py)
 @functools.lru_cache(maxsize=256)
 def _spellings(secret: str) -> tuple[str, ...]:
     """The secret as it may appear in a body: raw, form-encoded, percent-encoded, JSON-escaped."""

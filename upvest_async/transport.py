@@ -251,6 +251,7 @@ class Transport:
                                                    self.limits.timeout)
         body: bytes | None = None
         if json_body is not None:
+            # (json: allow_nan=False refuses NaN and infinities, which orjson writes as null)
             body = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
             headers["content-type"] = "application/json"
         if method in MUTATING_METHODS:

@@ -286,6 +286,8 @@ async def open_client(target: Target, *, quiet: bool) -> AsyncIterator[UpvestCli
             yield client
 
 
+# (json: a summary may quote the API's text, lone surrogates included; orjson cannot
+# encode them)
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically."""
     with atomic_text(path) as stream:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
+import json  # (read back here: orjson refuses the lone-surrogate escapes json writes)
 import os
 import re
 from collections.abc import Iterator, Sequence

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import json  # (read back here: orjson refuses the lone-surrogate escapes json writes)
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path

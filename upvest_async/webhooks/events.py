@@ -110,6 +110,8 @@ def parse_batch(body: bytes) -> list[WebhookEvent]:
     return [_event(item, f"$.payload[{index}]") for index, item in enumerate(payload)]
 
 
+# (json, not orjson: what parse_json_exact read may hold lone surrogates and Decimals,
+# which orjson cannot encode)
 def dumps_json(value: Any) -> str:
     """Serialize parsed JSON (as :func:`parse_batch` makes it) back to compact JSON text,
     writing :class:`~decimal.Decimal` numbers as the digits received (never via ``float``)."""

@@ -7,12 +7,12 @@ is matched against ``kid``.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import attrs
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
@@ -47,8 +47,8 @@ def parse_jwks(document: Any) -> dict[str, ec.EllipticCurvePublicKey]:
     """
     if isinstance(document, bytes | str):
         try:
-            document = json.loads(document)
-        except (ValueError, RecursionError):
+            document = orjson.loads(document)
+        except orjson.JSONDecodeError:  # (a ValueError; also for nesting beyond 1024 levels)
             raise ValueError("the JWKS is not JSON") from None
     entries = document.get("keys") if isinstance(document, Mapping) else None
     if not isinstance(entries, list):
