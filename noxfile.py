@@ -100,22 +100,25 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def typecheck(session: nox.Session) -> None:
     """``mypy --strict`` of the package, as this Python sees it. mypy reads the source tree, so
-    only the dependencies (the otel extra, pytest and pytest-asyncio included, for the optional
-    modules) and mypy are installed: nothing is built, and the type checks of the three
+    only the dependencies (the otel and mirror extras, pytest and pytest-asyncio included, for
+    the optional modules) and mypy are installed: nothing is built, and the type checks of the three
     Pythons can run side by side."""
     project = nox.project.load_toml("pyproject.toml")["project"]
     extras = project["optional-dependencies"]
-    # What the optional modules import: the otel extra (upvest_async.telemetry) and, for the
-    # pytest plugin (upvest_async.pytest_plugin), pytest and pytest-asyncio from the test extra.
+    # What the optional modules import: the otel extra (upvest_async.telemetry), the mirror
+    # extra (upvest_async.storage: SQLAlchemy, asyncpg, aiosqlite) and, for the pytest plugin
+    # (upvest_async.pytest_plugin), pytest and pytest-asyncio from the test extra.
     wanted = ("mypy", "pytest", "pytest-asyncio")
     tools = [d for d in extras["test"] if d.split(">")[0].split("=")[0].strip() in wanted]
-    session.install(*project["dependencies"], *extras["otel"], *tools)
+    session.install(*project["dependencies"], *extras["otel"], *extras["mirror"], *tools)
     session.run("mypy", "--strict")
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite (the README's ``pytest``), against loopback servers only."""
+    """The whole suite (the README's ``pytest``), against loopback servers only (and a
+    throwaway PostgreSQL cluster on 127.0.0.1: ``.ci/run`` installs PostgreSQL's server where
+    it is missing)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
