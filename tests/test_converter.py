@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from upvest_async import Instrument, Position, ResponseValidationError
 from upvest_async.converter import (
-    api_datetime,
     api_decimal,
+    parse_timestamp,
     structure,
     timestamp_text,
     unstructure,
@@ -199,7 +199,7 @@ def test_extra_fields_are_ignored_and_parts_are_shared() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), GOOD_TIMESTAMPS.items())
 def test_rfc_3339_timestamps_are_read_with_their_offset(text: str, expected: datetime) -> None:
-    value = api_datetime(text)
+    value = parse_timestamp(text)
     assert value == expected and value.tzinfo is not None
 
 
@@ -213,7 +213,7 @@ def test_other_timestamps_are_refused_naming_their_field(bad: Any) -> None:
 def test_timestamps_are_written_in_utc_with_z() -> None:
     when = datetime(2021, 7, 21, 16, 10, 0, 500, tzinfo=timezone(timedelta(hours=2)))
     assert timestamp_text(when) == "2021-07-21T14:10:00.000500Z"
-    assert api_datetime(timestamp_text(when)) == when
+    assert parse_timestamp(timestamp_text(when)) == when
 
 
 # --- hypothesis: generated pages ---------------------------------------------------------------

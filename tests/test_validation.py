@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from upvest_async.validation import (
     ISIN_PATTERN,
     UPVEST_ID_PATTERN,
     WEIGHT_PATTERN,
+    check_timestamp,
 )
 
 from .keys import p521_key, pem
@@ -197,3 +199,23 @@ def test_validation_error_names_the_field_and_rule() -> None:
     error = asyncio.run(run())
     assert error.field == "allocation[1].weight"
     assert "at most 5 decimals" in error.rule and "0.123456" in str(error)
+
+
+@pytest.mark.parametrize(("text", "sent"), [
+    ("2021-07-21T14:10:00Z", "2021-07-21T14:10:00Z"),
+    ("2021-07-21T16:10:00.5+02:00", "2021-07-21T14:10:00.500000Z"),
+    ("2021-07-21t14:10:00z", "2021-07-21T14:10:00Z"),
+])
+def test_a_filter_timestamp_is_read_by_the_rfc_3339_rule_and_sent_in_utc(
+    text: str, sent: str,
+) -> None:
+    assert check_timestamp("start_date", text) == sent
+
+
+@pytest.mark.parametrize("text", [
+    "2021-07-21 14:10:00Z", "20210721T141000Z", "2021-W29-3T14:10:00Z", "2021-07-21T14:10Z",
+    "2021-07-21T14:10:00+0200", "2021-07-21T14:10:00", "2021-07-21",
+])
+def test_a_filter_timestamp_outside_rfc_3339_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="start_date"):
+        check_timestamp("start_date", text)

@@ -12,7 +12,7 @@ the home of the rules for the API's decimal strings and timestamps (the rule for
 - **uuids** become :class:`uuid.UUID`, read only from the canonical 8-4-4-4-12 text (either
   case; :func:`upvest_async.ids.api_uuid`): no white space, braces, ``urn:uuid:``, missing
   dashes or non-ASCII digits. An *optional* uuid sent as ``""`` reads as ``None`` (Q10).
-- **Timestamps** (:func:`api_datetime`): RFC 3339 ``date-time`` (RFC 3339, section 5.6:
+- **Timestamps** (:func:`parse_timestamp`): RFC 3339 ``date-time`` (RFC 3339, section 5.6:
   ``2021-07-21T14:10:00.00Z``, any number of fractional digits, Q16) with its offset, as a
   timezone-aware :class:`datetime`; anything else (no offset, no seconds, a week date, the
   basic format, a space for ``T``) is refused. Written back in UTC with ``Z``
@@ -54,7 +54,7 @@ from .errors import ResponseValidationError
 from .ids import api_uuid
 from .models.positions import Instrument, Position
 
-__all__ = ["DECIMAL_SOURCE", "api_datetime", "api_decimal", "converter", "structure",
+__all__ = ["DECIMAL_SOURCE", "api_decimal", "converter", "parse_timestamp", "structure",
            "timestamp_text", "unstructure"]
 
 T = TypeVar("T")
@@ -95,10 +95,11 @@ def api_decimal(value: object) -> Decimal:
     return Decimal(value)
 
 
-def api_datetime(value: object) -> datetime:
-    """The timezone-aware :class:`datetime` of ``value``, an RFC 3339 ``date-time`` string from
-    an API response (RFC 3339, section 5.6; any number of fractional digits, kept to the
-    microsecond). Raises ``ValueError`` for anything else."""
+def parse_timestamp(value: object) -> datetime:
+    """The timezone-aware :class:`datetime` of ``value``, an RFC 3339 ``date-time`` string (RFC
+    3339, section 5.6; any number of fractional digits, kept to the microsecond): from an API
+    response, or a user's list filter (:func:`upvest_async.validation.check_timestamp`).
+    Raises ``ValueError`` for anything else."""
     if not isinstance(value, str) or _TIMESTAMP.fullmatch(value) is None:
         raise ValueError(f"expected an RFC 3339 timestamp, got {_preview(value)}")
     return datetime.fromisoformat(value.upper())  # (ValueError for a day or hour out of range)
@@ -162,7 +163,7 @@ converter.register_structure_hook_func(
 converter.register_unstructure_hook_func(
     lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), lambda member: member.value
 )
-converter.register_structure_hook(datetime, lambda value, _: api_datetime(value))
+converter.register_structure_hook(datetime, lambda value, _: parse_timestamp(value))
 converter.register_unstructure_hook(datetime, timestamp_text)
 for _kind in (str, int, bool):
     converter.register_structure_hook(_kind, _exact(_kind))

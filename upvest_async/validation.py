@@ -10,9 +10,10 @@ import enum
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
+from .converter import parse_timestamp, timestamp_text
 from .errors import InvalidInputError
 from .ids import UUID_PATTERN, user_uuid_text
 
@@ -174,14 +175,14 @@ def check_timestamp(field: str, value: object) -> str:
     that parses as one; sent as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            value = parse_timestamp(value)  # (RFC 3339 only: the converter's rule)
         except ValueError:
             raise InvalidInputError(
                 field, f"must be an RFC 3339 timestamp, got {value!r:.40}"
             ) from None
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise InvalidInputError(field, "must be a timezone-aware datetime or RFC 3339 string")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return timestamp_text(value)
 
 
 def check_allocation_items(field: str, items: object) -> list[dict[str, str]]:
