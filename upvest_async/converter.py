@@ -68,8 +68,9 @@ _DECIMAL = re.compile(DECIMAL_SOURCE)
 _TIMESTAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-#: Instruments kept by :func:`_instrument` (about 200 bytes each).
-_INSTRUMENTS_CACHED = 65_536
+#: Instruments kept by :func:`_instrument`, the least recently used dropped first (about 450
+#: bytes each with their key strings: at most about 14 MiB).
+_INSTRUMENTS_CACHED = 32_768
 
 converter = cattrs.Converter()
 
