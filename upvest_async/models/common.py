@@ -1,6 +1,7 @@
 """Shapes shared by every resource: open enums, list ``meta`` and pages.
 
-Source: ENDPOINTS.md S5 (``meta``) and S3 (problem details).
+Source: S5 (``meta``) and S3 (problem details) of the API readings,
+``docs/guides/api-readings.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ T = TypeVar("T")
 
 
 class OpenEnum(enum.StrEnum):
-    """A string enum that accepts values the seeds do not list (forward compatibility).
+    """A string enum that accepts values Upvest's reference does not list (forward
+    compatibility).
 
     An unknown value becomes a pseudo-member whose ``value`` is the string received; it compares
     equal to that string and is written back unchanged.
@@ -67,7 +69,7 @@ class Page(Generic[T]):
 @attrs.frozen
 class Problem:
     """Problem details of an error response (RFC 9457; S3). ``status`` is the HTTP status;
-    the seeds' examples use bare slugs as ``type`` (``bad_request``), and every 503 example
+    the reference's examples use bare slugs as ``type`` (``bad_request``), and every 503 example
     reads ``method_not_allowed`` (Q2): key on ``status``, not on ``type``."""
 
     status: int | None = None

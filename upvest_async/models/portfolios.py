@@ -1,16 +1,17 @@
-"""Portfolios models. Source: seed 001 (and 000 for E6), ENDPOINTS.md S7 to S13.
+"""Portfolios models. Source: Upvest's Portfolios API reference
+(https://docs.upvest.co/api/Portfolios), S7 to S13 of ``docs/guides/api-readings.md``.
 
-Enums are :class:`~upvest_async.models.common.OpenEnum`: values the seeds do not list are kept,
-not rejected. Readings of the seeds' ambiguities:
+Enums are :class:`~upvest_async.models.common.OpenEnum`: values the reference does not list are
+kept, not rejected. Readings of the reference's ambiguities:
 
-- Q7: ``weight`` is a decimal string; the seed's pattern admits 0..100 while its examples use
-  fractions summing to 1. The SDK models it as :class:`Decimal` and enforces no sum rule.
+- Q7: ``weight`` is a decimal string; the reference's pattern admits 0..100 while its examples
+  use fractions summing to 1. The SDK models it as :class:`Decimal` and enforces no sum rule.
 - Q10: an optional uuid sent as ``""`` (E11's example ``allocation_id``) reads as ``None``.
 - Q12: the nested ``orders[]`` item shares its title with the portfolio order but has another
   shape: it is the separate :class:`Order`.
 - Q13: the portfolio order status includes ``SUBMITTED``; the nested order status does not.
-- Q14: response fields the seed marks optional (``user_id``, ``allocation_id``, ``type``) are
-  ``None`` when absent.
+- Q14: response fields the reference marks optional (``user_id``, ``allocation_id``, ``type``)
+  are ``None`` when absent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class InstrumentIdType(OpenEnum):
 
 
 class Currency(OpenEnum):
-    """ISO 4217 currency code (S10); the seed lists ``EUR`` only."""
+    """ISO 4217 currency code (S10); the reference lists ``EUR`` only."""
 
     EUR = "EUR"
 
@@ -118,7 +119,7 @@ class PortfoliosConfiguration:
     """The portfolio configuration of one account (S9; E5 to E8).
 
     ``account_id`` and ``allocation_id``: uuids; ``rebalancing_strategy_ids``: uuids (optional in
-    the seed, an empty list when absent); ``created_at`` / ``updated_at``: timezone-aware.
+    the reference, an empty list when absent); ``created_at`` / ``updated_at``: timezone-aware.
     """
 
     account_id: uuid.UUID
@@ -143,7 +144,7 @@ class PortfoliosOrder:
 
     ``cash_amount``: a decimal amount in ``currency``; ``post_tax``: whether the amount is a
     post-tax value; ``orders``: the orders it was split into; ``type`` is ``None`` when absent
-    (optional in the seed, Q14).
+    (optional in the reference, Q14).
     """
 
     id: uuid.UUID
@@ -163,7 +164,7 @@ class PortfoliosOrder:
 @attrs.frozen
 class TriggeredRebalancing:
     """The answer to triggering a rebalancing (E14): ``id``, the execution id to retrieve
-    with E15 (the seed's example ids match, Q3)."""
+    with E15 (the reference's example ids match, Q3)."""
 
     id: uuid.UUID
 

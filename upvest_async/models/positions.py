@@ -1,4 +1,5 @@
-"""Position models. Source: seed 002, ENDPOINTS.md S12 (E16, E17)."""
+"""Position models. Source: Upvest's Positions API reference
+(https://docs.upvest.co/api/Positions); S12, E16 and E17 of ``docs/guides/api-readings.md``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ __all__ = ["Instrument", "InstrumentRecord", "Position", "PositionRecord"]
 @attrs.frozen
 class Instrument:
     """The instrument of a position: ``uuid`` (Upvest instrument id) and ``isin`` (ISO 6166,
-    optional in the seed)."""
+    optional in the reference)."""
 
     uuid: uuid.UUID
     isin: str | None = None
@@ -25,9 +26,9 @@ class Position:
     """A position of one account in one instrument (S12). All quantities are ``Decimal``
     (decimal strings on the wire, in units of the instrument).
 
-    ``quantity`` and ``available_for_trading`` may be negative (seed pattern
+    ``quantity`` and ``available_for_trading`` may be negative (the reference's pattern
     ``^-?[0-9]{0,63}(\\.[0-9]{1,27})?$``); ``locked_for_trading`` and ``pending_settlement`` are
-    not negative in the seed's pattern.
+    not negative in the reference's pattern.
     """
 
     account_id: uuid.UUID

@@ -1,7 +1,9 @@
-"""Webhook event models. Source: WEBHOOKS.md ("Events of the Portfolios and Positions APIs"):
-docs.upvest.co /api/positions/position_event, /api/portfolios/portfolio_allocation_event,
-.../portfolios/portfolio_order_event and .../portfolio_rebalancing_execution_order_event;
-seed 002 (W1, ``POSITION.UPDATED``).
+"""Webhook event models. Source: Upvest's event pages
+(https://docs.upvest.co/api/positions/position_event,
+https://docs.upvest.co/api/portfolios/portfolio_allocation_event,
+https://docs.upvest.co/api/portfolios/portfolio_order_event, and the rebalancing execution order
+events of https://docs.upvest.co/api/Portfolios-Rebalancing); W1 and W3 of
+``docs/guides/api-readings.md``.
 """
 
 from __future__ import annotations
