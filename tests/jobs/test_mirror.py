@@ -85,6 +85,42 @@ async def test_a_load_replaces_only_the_accounts_it_covers(
     assert {k: v for k, v in rows.items() if k != (second, stays)} == expected
 
 
+async def test_a_load_writes_decimals_and_ids_as_an_event_writes_them(
+        database: Database, sandbox: Sandbox, client: UpvestClient) -> None:
+    """The API's own values, in each database's one form: ``"007"`` and ``"7"`` are one
+    number, an upper-case uuid is the lower-case one (SQLite holds text)."""
+    account = sandbox.account_ids[0]
+    odd = [{"account_id": account.upper(),
+            "instrument": {"uuid": str(uuid.uuid4()).upper(), "isin": "US0378331005"},
+            "quantity": quantity, "available_for_trading": quantity,
+            "locked_for_trading": "-0", "pending_settlement": ".25"}
+           for quantity in ("007", "-.5", "10.40", "0.000000000000000000000000001")]
+    sandbox.tenant.set_positions(account, odd)
+    mirror = PositionsMirror(database)
+    await mirror.load(client, [account])
+    loaded = await mirrored(database)
+    assert sorted(v[1] for v in loaded.values()) == sorted(
+        Decimal(p["quantity"]) for p in odd)
+    assert {k[1] for k in loaded} == {p["instrument"]["uuid"].lower() for p in odd}
+    async with database.transaction() as tx:
+        texts = (await tx.exec_driver_sql(
+            "SELECT CAST(quantity AS TEXT), CAST(locked_for_trading AS TEXT), "
+            "CAST(pending_settlement AS TEXT) FROM upvest_positions")).all()
+        await tx.execute(sa.delete(positions_table))
+    # The same positions written by events: the same text.
+    payload = [position_event((account, p["instrument"]["uuid"].lower()), p["quantity"],
+                              BASE, locked="-0", pending=".25") for p in odd]
+    for event in parse_batch(json.dumps({"payload": payload}).encode()):
+        async with database.transaction() as tx:
+            await mirror.apply(event, tx)
+    async with database.transaction() as tx:
+        again = (await tx.exec_driver_sql(
+            "SELECT CAST(quantity AS TEXT), CAST(locked_for_trading AS TEXT), "
+            "CAST(pending_settlement AS TEXT) FROM upvest_positions")).all()
+    assert sorted(texts) == sorted(again)
+    assert ("7", "0", "0.25") in texts
+
+
 async def test_a_failed_load_leaves_the_table_as_it_was(
         database: Database, sandbox: Sandbox, client: UpvestClient) -> None:
     accounts = sandbox.account_ids

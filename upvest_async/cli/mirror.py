@@ -165,10 +165,11 @@ def load_command(db: str, accounts: tuple[str, ...], accounts_file: Path | None,
         sys.exit(EXIT_FAILED)
     if not quiet:
         seconds = time.monotonic() - started
+        kept = (f", {plural(summary.kept, 'newer row')} kept" if summary.kept else "")
         line = (f"Loaded {plural(summary.positions, 'position')} of "
-                f"{plural(summary.accounts, 'account')} into upvest_positions of {url}: "
-                f"{plural(summary.deleted, 'row')} deleted, {summary.kept:,} kept (newer "
-                f"events); {plural(figures.get('pages', 0), 'page')}, "
+                f"{plural(summary.accounts, 'account')} into upvest_positions of {url} "
+                f"({plural(summary.deleted, 'row')} deleted{kept}): "
+                f"{plural(figures.get('pages', 0), 'page')}, "
                 f"{plural(figures.get('requests', 0), 'request')}, {seconds:.2f} s, "
                 f"{summary.positions / max(seconds, 1e-9):,.0f} positions/s")
         throttled = throttling(figures.get("throttled", 0), figures.get("learned_rate"))

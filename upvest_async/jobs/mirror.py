@@ -38,10 +38,12 @@ does not depend on arrival order gives every replica the same table.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -55,6 +57,7 @@ from ..models.webhooks import WebhookEvent, WebhookEventType
 from ..resources.positions import DEFAULT_EXPORT_CONCURRENCY
 from ..storage import Database, DatabaseUnavailableError, positions_table
 from ..storage.database import transient_reason
+from ..storage.schema import ExactDecimal
 from ..validation import check_uuid
 
 if TYPE_CHECKING:
@@ -102,6 +105,28 @@ def _staged(record: PositionRecord) -> Row:
     return (record["account_id"], instrument["uuid"], instrument.get("isin"),
             record["quantity"], record["available_for_trading"],
             record["locked_for_trading"], record["pending_settlement"])
+
+
+#: A decimal string already in the form SQLite's decimal column holds (fixed point, no
+#: leading zero, no negative zero; :class:`~upvest_async.storage.schema.ExactDecimal`): the
+#: API's usual form, kept as it is.
+_PLAIN_DECIMAL = re.compile(r"(?:-(?=[0-9.]*[1-9]))?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+_DECIMAL_TEXT = ExactDecimal()
+_SQLITE = sqlite.dialect()
+
+
+def _sqlite_text(text: str) -> str:
+    """A decimal string of the API as SQLite's decimal column holds it (``"007"`` is
+    ``"7"``, ``".5"`` is ``"0.5"``, ``"-0"`` is ``"0"``)."""
+    if _PLAIN_DECIMAL.fullmatch(text):
+        return text
+    written: str = _DECIMAL_TEXT.process_bind_param(Decimal(text), _SQLITE)
+    return written
+
+
+def _sqlite_row(row: Row) -> Row:
+    return (row[0], row[1], row[2], _sqlite_text(row[3]), _sqlite_text(row[4]),
+            _sqlite_text(row[5]), _sqlite_text(row[6]))
 
 
 def _insert(table: sa.Table, dialect: str) -> Any:
@@ -265,7 +290,7 @@ class PositionsMirror:
                 marks = ", ".join("?" * len(_COLUMNS))
                 await conn.exec_driver_sql(
                     f"INSERT INTO {rows_table.name} ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                    list(rows))
+                    list(map(_sqlite_row, rows)))
             if accounts:
                 await conn.execute(accounts_table.insert(),
                                    [{"account_id": account} for account in accounts])
