@@ -96,6 +96,8 @@ def transient_reason(exc: BaseException) -> str | None:
     for a transient reason (see the module docs), else ``None``."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return "connection lost"
+    if isinstance(exc, sa.exc.TimeoutError):  # every pooled connection busy for 30 s
+        return "no connection free in the pool"
     for error in _chain(exc):
         state = getattr(error, "sqlstate", None)
         if isinstance(state, str) and (state in _TRANSIENT_STATES
