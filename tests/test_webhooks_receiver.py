@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -180,7 +181,8 @@ async def test_a_failing_store_is_a_retryable_failure(
     serve: Any, session: Any, error: Exception, status: int
 ) -> None:
     class Broken(MemoryEventStore):
-        async def claim_event(self, tx: MemoryTransaction, event: WebhookEvent) -> bool:
+        async def claim_events(self, tx: MemoryTransaction,
+                               events: Sequence[WebhookEvent]) -> set[uuid.UUID]:
             raise error
 
     async def on_event(e: WebhookEvent, tx: object) -> None:
@@ -193,7 +195,7 @@ async def test_a_failing_store_is_a_retryable_failure(
     headers = sign(body, key=KEY, created=int(time.time()), path=PATH)
     assert (await server.post(session, body, headers))[0] == status
     assert len(store) == 0 and server.receiver.stats.failed == 1
-    Broken.claim_event = MemoryEventStore.claim_event  # type: ignore[method-assign]
+    Broken.claim_events = MemoryEventStore.claim_events  # type: ignore[method-assign]
     assert (await server.post(session, body, headers))[0] == 200  # the nonce was not kept
 
 
@@ -203,19 +205,18 @@ async def test_memory_store_is_bounded_and_transactional() -> None:
     parsed = parse_batch(batch(*events(3)))
     with pytest.raises(RuntimeError):
         async with store.transaction() as tx:
-            assert await store.claim_event(tx, parsed[0])
-            assert not await store.claim_event(tx, parsed[0])  # claimed in this transaction
+            assert await store.claim_events(tx, parsed[:1]) == {parsed[0].id}
+            assert await store.claim_events(tx, parsed[:1]) == set()  # claimed in this one
             assert await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
             raise RuntimeError("handler failed")
     assert len(store) == 1 and str(parsed[0].id) not in store  # rolled back
     async with store.transaction() as tx:
         assert await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
-        for e in parsed:
-            assert await store.claim_event(tx, e)
+        assert await store.claim_events(tx, parsed) == {e.id for e in parsed}
     assert len(store) == 2 and str(parsed[0].id) not in store and str(parsed[2].id) in store
     async with store.transaction() as tx:
         assert not await store.claim_signature(tx, "k", "n", keep_until=time.time() + 60)
-        assert not await store.claim_event(tx, parsed[2])
+        assert await store.claim_events(tx, parsed[2:]) == set()
 
 
 async def test_memory_store_refuses_new_signatures_when_full_of_live_ones() -> None:

@@ -182,7 +182,7 @@ async def main(url, body, lease):
         async with store.transaction() as tx:
             assert await store.claim_signature(tx, "child", "n", keep_until=time.time() + 60)
             for e in parse_batch(body.encode()):
-                assert await store.claim_event(tx, e)
+                assert await store.claim_events(tx, [e]) == {e.id}
                 await tx.execute(sa.text("INSERT INTO test_effects (event_id) VALUES (:i)"),
                                  {"i": str(e.id)})
             print("claimed", flush=True)

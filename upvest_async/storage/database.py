@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_POOL_SIZE",
     "Database",
     "open_database",
+    "transient_reason",
 ]
 
 #: PostgreSQL: seconds a statement waits for a lock another transaction holds.

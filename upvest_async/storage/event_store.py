@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,7 +64,7 @@ class SQLEventStore:
         self.purge_interval = purge_interval
         self._purged_at: float | None = None
         dialect = database.dialect
-        self._claim_event = _insert(dialect, webhook_events_table).on_conflict_do_nothing(
+        self._claim_events = _insert(dialect, webhook_events_table).on_conflict_do_nothing(
             index_elements=["event_id"]).returning(webhook_events_table.c.event_id)
         self._claim_signature = _insert(dialect, signatures_table).on_conflict_do_nothing(
             index_elements=["key_id", "nonce"]).returning(signatures_table.c.nonce)
@@ -105,10 +106,15 @@ class SQLEventStore:
             "keep_until": datetime.fromtimestamp(keep_until, UTC)})
         return row.first() is not None
 
-    async def claim_event(self, tx: AsyncConnection, event: WebhookEvent) -> bool:
-        """Insert the event's row (``event_id``, ``type``, ``created_at``, ``handled_at`` now);
-        ``False`` when it is there already (handled before, possibly by another replica)."""
-        row = await tx.execute(self._claim_event, {
-            "event_id": event.id, "type": str(event.type), "created_at": event.created_at,
-            "handled_at": self._now()})
-        return row.first() is not None
+    async def claim_events(self, tx: AsyncConnection,
+                           events: Sequence[WebhookEvent]) -> set[uuid.UUID]:
+        """Insert the events' rows (``event_id``, ``type``, ``created_at``, ``handled_at``
+        now) in the order given, in one statement; returns the ids inserted now (the others
+        were there already: handled before, possibly by another replica)."""
+        if not events:
+            return set()
+        now = self._now()
+        rows = await tx.execute(self._claim_events, [
+            {"event_id": event.id, "type": str(event.type), "created_at": event.created_at,
+             "handled_at": now} for event in events])
+        return set(rows.scalars())

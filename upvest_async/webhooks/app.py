@@ -342,8 +342,7 @@ class WebhookReceiver(Generic[T]):
                         tx, verified.key_id, verified.nonce, keep_until=verified.keep_until):
                     raise WebhookVerificationError("replayed")
                 first = {e.id: e for e in reversed(events)}  # the first event of each id
-                new = {event_id for event_id in sorted(first)
-                       if await self.store.claim_event(tx, first[event_id])}
+                new = await self.store.claim_events(tx, [first[i] for i in sorted(first)])
                 for current in events:
                     if current.id in new and first[current.id] is current:
                         await self.on_event(current, tx)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -63,9 +64,11 @@ class EventStore(Protocol[T]):
         this (key id, nonce) is recorded already (a replay)."""
         ...
 
-    async def claim_event(self, tx: T, event: WebhookEvent) -> bool:
-        """Record ``event`` (its ``id``, ``type``, ``created_at``) as handled; ``False`` when
-        it was handled before."""
+    async def claim_events(self, tx: T, events: Sequence[WebhookEvent]) -> set[uuid.UUID]:
+        """Record ``events`` (distinct ids; their ``id``, ``type``, ``created_at``) as handled,
+        in the order given (the receiver sorts them by id, so that two deliveries sharing
+        events claim them in the same order); returns the ids claimed now (the others were
+        handled before)."""
         ...
 
 
@@ -144,10 +147,13 @@ class MemoryEventStore:
         tx.signatures.append((key_id, nonce))
         return True
 
-    async def claim_event(self, tx: MemoryTransaction, event: WebhookEvent) -> bool:
+    async def claim_events(self, tx: MemoryTransaction,
+                           events: Sequence[WebhookEvent]) -> set[uuid.UUID]:
         """See :class:`EventStore`."""
-        event_id = str(event.id)
-        if event_id in self._ids or event_id in tx.event_ids:
-            return False
-        tx.event_ids.append(event_id)
-        return True
+        claimed: set[uuid.UUID] = set()
+        for event in events:
+            event_id = str(event.id)
+            if event_id not in self._ids and event_id not in tx.event_ids:
+                tx.event_ids.append(event_id)
+                claimed.add(event.id)
+        return claimed
