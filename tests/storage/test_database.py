@@ -41,6 +41,16 @@ async def test_a_transaction_commits_or_rolls_back_whole(database_url: str) -> N
         assert await count_versions(db) == 2
 
 
+async def test_the_blocks_own_errors_are_not_the_databases(database_url: str) -> None:
+    async with open_database(database_url) as db:
+        for error in (ConnectionRefusedError("the handler's own call"), TimeoutError()):
+            with pytest.raises(type(error)):
+                async with db.transaction() as conn:
+                    await conn.execute(schema_version_table.insert().values(name="x", version=1))
+                    raise error
+        assert await count_versions(db) == 1
+
+
 async def test_sqlite_runs_in_wal_mode_with_immediate_transactions(sqlite_url: str) -> None:
     async with open_database(sqlite_url, busy_timeout=0.3) as db:
         path = sqlite_url.removeprefix("sqlite:///")

@@ -137,13 +137,21 @@ class Database:
         Raises :class:`~upvest_async.storage.DatabaseUnavailableError` when the database cannot
         be reached, the connection is lost (also during the commit: then the outcome is
         unknown to this process, and the database has either committed everything or nothing),
-        or a transient failure aborts the transaction; any other exception of the block
-        propagates unchanged after the rollback.
+        or a transient failure aborts the transaction (a statement of the block included); any
+        other exception of the block (your own ``OSError`` too) propagates unchanged after the
+        rollback.
         """
+        raised: BaseException | None = None
         try:
             async with self.engine.begin() as conn:
-                yield conn
+                try:
+                    yield conn
+                except BaseException as exc:
+                    raised = exc
+                    raise
         except Exception as exc:
+            if exc is raised and not isinstance(exc, sa.exc.SQLAlchemyError):
+                raise  # the block's own failure, not the database's
             reason = transient_reason(exc)
             if reason is None:
                 raise
