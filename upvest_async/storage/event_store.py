@@ -79,11 +79,11 @@ class SQLEventStore:
         """Delete the signatures whose ``keep_until`` has passed (a transaction of its own);
         returns how many. Raises :class:`~upvest_async.storage.DatabaseUnavailableError`."""
         now = self.clock()
+        self._purged_at = now  # (set first: deliveries arriving meanwhile do not purge too)
         async with self.database.transaction() as conn:
             result = await conn.execute(
                 signatures_table.delete().where(
                     signatures_table.c.keep_until < datetime.fromtimestamp(now, UTC)))
-        self._purged_at = now
         return max(result.rowcount, 0)
 
     @contextlib.asynccontextmanager
