@@ -22,11 +22,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import ConfigurationError, UpvestClient
 from upvest_async.config import KEY_VARIABLES, REQUIRED_VARIABLES, VARIABLES, missing_variables
 from upvest_async.sandbox import Tenant
-
-from .keys import PASSPHRASE, p521_key, pem
 
 CLI = [sys.executable, "-m", "upvest_async"]
 CLIENT_ID = "ebabcf4d-61c3-4942-875c-e265a7c2d062"

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import client_for
+from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import ConfigurationError, SigningKeyError, UpvestClient
 from upvest_async.sandbox import Sandbox
-
-from .keys import PASSPHRASE, p521_key, pem
 
 CLIENT_ID = "ebabcf4d-61c3-4942-875c-e265a7c2d062"
 SECRET = "s3cr3t-client-secret-value"

@@ -16,12 +16,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.keys import p521_key, pem
 from upvest_async import PaginationError, Position, RetryPolicy, UpvestClient, UpvestError
 from upvest_async.errors import ResponseValidationError
 from upvest_async.json_body import parse_json
 from upvest_async.pagination import MAX_UNSETTLED
-
-from .keys import p521_key, pem
 
 ACCOUNT = "c5161455-4d27-4781-bc74-f05532e49a77"
 GOOD_POSITION = {

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.keys import p521_key, pem
 from upvest_async import (
     APIStatusError,
     InternalServerError,
@@ -28,8 +29,6 @@ from upvest_async import (
     UpvestClient,
     UpvestError,
 )
-
-from .keys import p521_key, pem
 
 ACCOUNT = "c5161455-4d27-4781-bc74-f05532e49a77"
 INSTRUMENT = "ccb86937-8a39-4160-8d33-85bf9e902321"

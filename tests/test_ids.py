@@ -25,8 +25,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.keys import p521_key, pem
-from tests.webhooks_signer import KEY_ID, batch, event, position, sign
+from tests.support.keys import p521_key, pem
+from tests.support.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import (
     ConfigurationError,
     InvalidInputError,

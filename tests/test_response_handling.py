@@ -1,6 +1,6 @@
 """The transport alone (no middlewares, no server): retry sequence, error mapping and the
 idempotency key of every attempt, with responses mocked by aioresponses (see
-tests/aioresponses_compat.py for why and for the aiohttp 3.14 workaround)."""
+tests/support/aioresponses_compat.py for why and for the aiohttp 3.14 workaround)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from tests.support.aioresponses_compat import CompatResponse
 from upvest_async import (
     BadRequestError,
     IdempotencyKeyReusedError,
@@ -22,8 +23,6 @@ from upvest_async import (
 )
 from upvest_async.stats import ClientStats
 from upvest_async.transport import Limits, Transport
-
-from .aioresponses_compat import CompatResponse
 
 BASE = "http://api.test"
 ORDERS = f"{BASE}/portfolios/orders"

@@ -8,11 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import SigningKeyError
 from upvest_async.keys import load_signing_key
 from upvest_async.signing import content_digest, sign_request
-
-from .keys import PASSPHRASE, p521_key, pem
 
 CLIENT_ID = "ebabcf4d-61c3-4942-875c-e265a7c2d062"
 

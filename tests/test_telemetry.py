@@ -301,7 +301,7 @@ async def test_rate_limiter_waits_are_events_and_its_rate_a_gauge(recorder: Reco
 def test_a_client_in_use_without_a_provider_does_not_import_opentelemetry() -> None:
     code = (
         "import asyncio, sys\n"
-        "from tests.keys import p521_key, pem\n"
+        "from tests.support.keys import p521_key, pem\n"
         "from upvest_async import UpvestClient\n"
         "async def main():\n"
         "    client = UpvestClient(client_id='1a2b3c4d-0000-4000-8000-000000000001',"

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support.clients import client_for
+from tests.support.keys import p521_key, pem
 from upvest_async import (
     APITimeoutError,
     ConfigurationError,
@@ -26,8 +27,6 @@ from upvest_async import (
     UpvestClient,
 )
 from upvest_async.sandbox import Sandbox
-
-from .keys import p521_key, pem
 
 ID = "c5161455-4d27-4781-bc74-f05532e49a77"
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.keys import p521_key, pem
 from upvest_async import InvalidInputError, UpvestClient
 from upvest_async.validation import (
     CASH_AMOUNT_PATTERN,
@@ -26,8 +27,6 @@ from upvest_async.validation import (
     WEIGHT_PATTERN,
     check_timestamp,
 )
-
-from .keys import p521_key, pem
 
 ID = "c5161455-4d27-4781-bc74-f05532e49a77"
 ITEM = {"instrument_id": "US0378331005", "instrument_id_type": "ISIN", "weight": "0.5"}

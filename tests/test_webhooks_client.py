@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.keys import p521_key
-from tests.webhooks_api import StubAPI
-from tests.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
+from tests.support.keys import p521_key
+from tests.support.webhooks_api import StubAPI
+from tests.support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 from upvest_async import (
     Position,
     ResponseValidationError,
