@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -182,6 +183,23 @@ def _unchanged(url: Any) -> str:
 
 async def _serve(url: Any, sock: Any, path: str, max_body_bytes: int,
                  settings: dict[str, Any]) -> None:
+    from ..webhooks.app import MalformedRequestFilter
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    malformed = MalformedRequestFilter()  # as webhooks listen: one line per malformed request
+    logging.getLogger("aiohttp.server").addFilter(malformed)
+    try:
+        await _receive(url, sock, path, max_body_bytes, settings, stop)
+    finally:
+        logging.getLogger("aiohttp.server").removeFilter(malformed)
+    stderr.print("Stopped", markup=False)
+
+
+async def _receive(url: Any, sock: Any, path: str, max_body_bytes: int,
+                   settings: dict[str, Any], stop: asyncio.Event) -> None:
     from aiohttp import web
 
     from ..client import UpvestClient
@@ -189,10 +207,6 @@ async def _serve(url: Any, sock: Any, path: str, max_body_bytes: int,
     from ..storage import SQLEventStore, open_database
     from ..webhooks import webhook_app
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     async with open_database(url) as database:
         mirror = PositionsMirror(database)
         async with UpvestClient(**settings) as client:
@@ -209,13 +223,13 @@ async def _serve(url: Any, sock: Any, path: str, max_body_bytes: int,
             try:
                 await web.SockSite(runner, sock).start()
                 host, port = sock.getsockname()[:2]
+                host = f"[{host}]" if ":" in host else host
                 stderr.print(f"Ready: http://{host}:{port}{path} applies POSITION.UPDATED to "
                              f"upvest_positions of {url} ({len(keys)} key(s) of "
                              f"{client.base_url}); SIGTERM or Ctrl-C stops", markup=False)
                 await stop.wait()
             finally:
                 await runner.cleanup()
-    stderr.print("Stopped", markup=False)
 
 
 @mirror_group.command("serve")
