@@ -185,6 +185,10 @@ def _progress(size: int, expected: int | None) -> str:
     return f"{size}{of} bytes arrived"
 
 
+class _Replayed(Exception):
+    """The store holds the delivery's signature already."""
+
+
 class WebhookReceiver(Generic[T]):
     """Receives Upvest's webhook requests: mount :meth:`handle` as a POST route of your
     ``aiohttp.web`` application, or use :func:`webhook_app`.
@@ -340,7 +344,7 @@ class WebhookReceiver(Generic[T]):
             async with self.store.transaction() as tx:
                 if not await self.store.claim_signature(
                         tx, verified.key_id, verified.nonce, keep_until=verified.keep_until):
-                    raise WebhookVerificationError("replayed")
+                    raise _Replayed  # (rolls the transaction back; nothing else was done)
                 first = {e.id: e for e in reversed(events)}  # the first event of each id
                 new = await self.store.claim_events(tx, [first[i] for i in sorted(first)])
                 for current in events:
@@ -349,8 +353,9 @@ class WebhookReceiver(Generic[T]):
                         handled += 1
                     else:
                         duplicates += 1
-        except WebhookVerificationError as exc:
-            return self._refuse(request, exc)
+                current = None  # (what fails now is the commit)
+        except _Replayed:
+            return self._refuse(request, WebhookVerificationError("replayed"))
         except StoreUnavailableError as exc:
             self.stats.failed += 1
             logger.warning("webhook delivery of %d event(s) rolled back, the store is "
