@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.clients import client_for
+from tests.support.fixtures import EXAMPLES
 from upvest_async import ResponseValidationError
 from upvest_async.converter import structure
 from upvest_async.json_body import parse_json
@@ -27,8 +28,6 @@ from upvest_async.records import (
     render_csv,
     render_jsonl,
 )
-
-from .test_models import EXAMPLES
 
 SEED_POSITIONS = [
     position

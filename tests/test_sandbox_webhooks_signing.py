@@ -22,11 +22,11 @@ from http_sfv.item import InnerList
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.fixtures import WEBHOOKS_V6 as FIXTURES
 from upvest_async.sandbox.webhooks import WebhookKeys, format_signature_params, sign_webhook
 from upvest_async.sandbox.webhooks.signer import digest_header as body_digest
 from upvest_async.sandbox.webhooks.signer import signature_base as build_base
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "webhooks_v6"
 KNOWN = sorted(p for p in FIXTURES.glob("*.json") if p.name != "jwks.json")
 KEYS = WebhookKeys(seed=11)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.fixtures import WEBHOOKS_V6 as FIXTURES
 from tests.support.keys import p521_key
 from tests.support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 from upvest_async import UpvestError, WebhookKeys, WebhookVerificationError, WebhookVerifier
@@ -21,7 +21,6 @@ from upvest_async.webhooks import REASONS, ReplayCache, signature_base
 from upvest_async.webhooks.params import parse_signature_headers
 
 # Requests signed by Upvest's own signer, httpsignature-proxy v1.3.8 (see the README there).
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "webhooks_v6"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*_*.json"))
 GOOD = [name for name in NAMES if not name.startswith("quirk_")]
 NOW = 1_796_160_436

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.positions import BAD_DECIMALS, QUANTITIES, position, valid_positions
 from upvest_async import Position, ResponseValidationError
 from upvest_async.models.positions import PositionRecord
 from upvest_async.pagination import parse_page
-
-from ..test_converter import BAD_DECIMALS, QUANTITIES, position, valid_positions
 
 
 def body_of(items: list[Any], **meta: Any) -> bytes:

@@ -7,11 +7,11 @@ import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.fixtures import EXAMPLES
 from upvest_async import (
     OrderStatus,
     PortfoliosAllocation,
@@ -25,10 +25,6 @@ from upvest_async import (
 )
 from upvest_async.converter import structure, unstructure
 from upvest_async.pagination import parse_page
-
-EXAMPLES = json.loads(
-    (Path(__file__).parent / "fixtures" / "api_response_examples.json").read_text()
-)["examples"]
 
 LISTS: dict[str, type[Any]] = {
     "E1": PortfoliosAllocation, "E5": PortfoliosConfiguration, "E9": PortfoliosOrder,
