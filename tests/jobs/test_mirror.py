@@ -5,6 +5,7 @@ rule whatever their order (property-based)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -19,10 +20,16 @@ from hypothesis import strategies as st
 
 from tests.support.clients import client_for
 from tests.support.mirror import Rows, exported, mirrored, position_event
+from tests.support.postgres import PostgresCluster
 from upvest_async import APIStatusError, UpvestClient
 from upvest_async.jobs.mirror import PositionsMirror
 from upvest_async.sandbox import Faults, Sandbox
-from upvest_async.storage import Database, open_database, positions_table
+from upvest_async.storage import (
+    Database,
+    DatabaseUnavailableError,
+    open_database,
+    positions_table,
+)
 from upvest_async.webhooks import parse_batch
 
 
@@ -135,6 +142,32 @@ async def test_a_failed_load_leaves_the_table_as_it_was(
     summary = await mirror.load(client, accounts)
     assert await mirrored(database) == await exported(client, accounts)
     assert summary.positions == 4 * 150
+
+
+async def test_a_load_that_loses_its_database_connection_leaves_the_table_as_it_was(
+        postgres_url: str, postgres_cluster: PostgresCluster) -> None:
+    name = postgres_url.rsplit("/", 1)[1]
+    async with Sandbox(accounts=6, positions_per_account=100, seed=9,
+                       latency_ms=100) as sandbox, client_for(sandbox) as client, \
+            open_database(postgres_url) as database:
+        mirror = PositionsMirror(database)
+        await mirror.load(client, sandbox.account_ids[:1])
+        before = await mirrored(database)
+        sent = sandbox.counters.requests
+        load = asyncio.create_task(mirror.load(client, sandbox.account_ids, concurrency=1))
+        while sandbox.counters.requests < sent + 3:  # noqa: ASYNC110 (half-way through)
+            await asyncio.sleep(0.01)
+        admin = await postgres_cluster.connect(name)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+        finally:
+            await admin.close()
+        assert ended >= 1
+        with pytest.raises(DatabaseUnavailableError):
+            await load
+        assert await mirrored(database) == before
 
 
 async def test_an_event_older_than_the_load_changes_nothing_a_newer_one_wins(

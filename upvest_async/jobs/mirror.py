@@ -237,6 +237,8 @@ class PositionsMirror:
                     # tables go with it.
                     await conn.invalidate()
                     raise
+        except DatabaseUnavailableError:
+            raise
         except Exception as exc:
             reason = transient_reason(exc)
             if reason is None:
@@ -284,8 +286,14 @@ class PositionsMirror:
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection
                 assert driver is not None
-                await driver.copy_records_to_table(rows_table.name, records=rows,
-                                                   columns=list(_COLUMNS))
+                try:
+                    await driver.copy_records_to_table(rows_table.name, records=rows,
+                                                       columns=list(_COLUMNS))
+                except Exception as exc:  # the driver's own (SQLAlchemy does not wrap it)
+                    if driver.is_closed():
+                        raise DatabaseUnavailableError(self.database.url.target,
+                                                       "connection lost") from exc
+                    raise
             elif rows:
                 marks = ", ".join("?" * len(_COLUMNS))
                 await conn.exec_driver_sql(
