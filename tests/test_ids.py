@@ -25,6 +25,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import ACCOUNT, INSTRUMENT, POSITION, Hostile, page, running_hostile
 from tests.support.keys import p521_key, pem
 from tests.support.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import (
@@ -42,8 +43,6 @@ from upvest_async.cli.preflight import PreflightError, read_accounts
 from upvest_async.ids import UUID_PATTERN, api_uuid, user_uuid, user_uuid_text
 from upvest_async.validation import check_allocation_items, check_uuid, instrument_path_id
 from upvest_async.webhooks import parse_batch
-
-from .test_hostile_server import ACCOUNT, INSTRUMENT, POSITION, Hostile, page, running_hostile
 
 CANONICAL = "c5161455-4d27-4781-bc74-f05532e49a77"
 

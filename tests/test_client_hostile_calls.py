@@ -17,17 +17,7 @@ import attrs
 import pytest
 from aiohttp import web
 
-from upvest_async import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    PaginationError,
-    RateLimitError,
-    ResponseTooLargeError,
-)
-from upvest_async.errors import parse_retry_after
-
-from .test_hostile_server import (
+from tests.support.hostile import (
     ACCOUNT,
     FAST,
     POSITION,
@@ -39,6 +29,15 @@ from .test_hostile_server import (
     retrieve,
     running_hostile,
 )
+from upvest_async import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    PaginationError,
+    RateLimitError,
+    ResponseTooLargeError,
+)
+from upvest_async.errors import parse_retry_after
 
 __all__ = ["hostile"]  # the fixture, imported
 
