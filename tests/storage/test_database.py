@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.support.postgres import PostgresCluster, free_port
+from upvest_async import ConfigurationError
 from upvest_async.errors import StoreUnavailableError
 from upvest_async.storage import (
     Database,
+    DatabaseAccessError,
     DatabaseUnavailableError,
     DatabaseURLError,
     open_database,
@@ -138,6 +141,25 @@ async def test_a_stopped_server_is_unavailable_and_a_restarted_one_serves_again(
                 assert await conn.scalar(sa.text("SELECT 1")) == 1
     finally:
         cluster.stop()
+
+
+async def test_a_refusal_of_configuration_is_an_access_error(
+    postgres_cluster: PostgresCluster, tmp_path: Path,
+) -> None:
+    for url, reason in [
+        (f"postgresql://nobody@127.0.0.1:{postgres_cluster.port}/postgres", "SQLSTATE 28000"),
+        (f"postgresql://postgres@127.0.0.1:{postgres_cluster.port}/missing", "SQLSTATE 3D000"),
+    ]:
+        with pytest.raises(DatabaseAccessError) as caught:
+            async with open_database(url):
+                pass
+        assert caught.value.reason.startswith(reason) and "nobody" not in str(caught.value)
+        assert isinstance(caught.value, ConfigurationError)
+    garbage = tmp_path / "not-a-database.db"
+    garbage.write_bytes(b"this is not a SQLite file" * 100)
+    with pytest.raises(DatabaseAccessError, match="SQLITE_NOTADB"):
+        async with open_database(f"sqlite:///{garbage}"):
+            pass
 
 
 @pytest.mark.parametrize("option", ["lock_timeout", "lease", "busy_timeout",

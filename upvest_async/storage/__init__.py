@@ -13,7 +13,8 @@ saying so. The core SDK never imports it.
   :func:`~upvest_async.webhooks.webhook_app` on a database: event ids and signature nonces are
   claimed in the same transaction as your handler's writes.
 - Errors: :class:`DatabaseURLError`, :class:`DatabaseUnavailableError` (transient: the receiver
-  answers 503) and :class:`SchemaError`.
+  answers 503), :class:`DatabaseAccessError` (authentication, no such database, permission)
+  and :class:`SchemaError`.
 
 Guide: ``docs/guides/mirror.md``.
 """
@@ -30,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
     ) from exc
 
 from .database import Database, open_database
-from .errors import DatabaseUnavailableError, DatabaseURLError, SchemaError
+from .errors import DatabaseAccessError, DatabaseUnavailableError, DatabaseURLError, SchemaError
 from .event_store import SQLEventStore
 from .schema import (
     SCHEMA_VERSION,
@@ -46,6 +47,7 @@ from .urls import DatabaseURL, parse_database_url
 __all__ = [
     "SCHEMA_VERSION",
     "Database",
+    "DatabaseAccessError",
     "DatabaseURL",
     "DatabaseURLError",
     "DatabaseUnavailableError",

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .errors import DatabaseUnavailableError
+from .errors import DatabaseAccessError, DatabaseUnavailableError
 from .schema import ensure_schema
 from .urls import DatabaseURL, parse_database_url
 
@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_POOL_SIZE",
     "Database",
+    "access_reason",
     "open_database",
     "transient_reason",
 ]
@@ -71,6 +72,14 @@ _TRANSIENT_STATES = frozenset({"55P03", "25P03"})
 # busy, locked, unreadable or full.
 _TRANSIENT_SQLITE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL",
                                "SQLITE_CANTOPEN", "SQLITE_PROTOCOL"})
+# Refusals of configuration (retrying does not help): PostgreSQL's SQLSTATE class 28 (invalid
+# authorization), 3D000 (no such database), 42501 (insufficient privilege); SQLite's
+# read-only, permission and not-a-database codes.
+_ACCESS_STATES = {"28": "authentication failed: check the user, and PGPASSWORD or the password "
+                        "file", "3D000": "the database does not exist",
+                  "42501": "permission denied"}
+_ACCESS_SQLITE = {"SQLITE_READONLY": "the file is read-only", "SQLITE_PERM": "permission denied",
+                  "SQLITE_AUTH": "not authorised", "SQLITE_NOTADB": "not a SQLite database"}
 
 
 def _positive(value: float, name: str) -> float:
@@ -115,6 +124,24 @@ def transient_reason(exc: BaseException) -> str | None:
     return None
 
 
+def access_reason(exc: BaseException) -> str | None:
+    """A short text when ``exc`` says the database refused access for a reason of
+    configuration (see :class:`~upvest_async.storage.DatabaseAccessError`), else ``None``."""
+    for error in _chain(exc):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            meaning = _ACCESS_STATES.get(state) or (_ACCESS_STATES["28"]
+                                                    if state.startswith("28") else None)
+            if meaning is not None:
+                return f"SQLSTATE {state}: {meaning}"
+        if isinstance(error, sqlite3.Error):
+            name = getattr(error, "sqlite_errorname", None) or ""
+            meaning = _ACCESS_SQLITE.get("_".join(name.split("_")[:2]))
+            if meaning is not None:
+                return f"{name}: {meaning}"
+    return None
+
+
 class Database:
     """An open database (see :func:`open_database`). ``url``: the
     :class:`~upvest_async.storage.DatabaseURL`; ``dialect``: ``"sqlite"`` or ``"postgresql"``;
@@ -137,9 +164,10 @@ class Database:
         Raises :class:`~upvest_async.storage.DatabaseUnavailableError` when the database cannot
         be reached, the connection is lost (also during the commit: then the outcome is
         unknown to this process, and the database has either committed everything or nothing),
-        or a transient failure aborts the transaction (a statement of the block included); any
-        other exception of the block (your own ``OSError`` too) propagates unchanged after the
-        rollback.
+        or a transient failure aborts the transaction (a statement of the block included);
+        :class:`~upvest_async.storage.DatabaseAccessError` when the database refuses access
+        (authentication, no such database, permission, a read-only file); any other exception
+        of the block (your own ``OSError`` too) propagates unchanged after the rollback.
         """
         raised: BaseException | None = None
         try:
@@ -153,9 +181,12 @@ class Database:
             if exc is raised and not isinstance(exc, sa.exc.SQLAlchemyError):
                 raise  # the block's own failure, not the database's
             reason = transient_reason(exc)
-            if reason is None:
-                raise
-            raise DatabaseUnavailableError(self.url.target, reason) from exc
+            if reason is not None:
+                raise DatabaseUnavailableError(self.url.target, reason) from exc
+            refused = access_reason(exc)
+            if refused is not None:
+                raise DatabaseAccessError(self.url.target, refused) from exc
+            raise
 
 
 def _engine(url: DatabaseURL, *, lock_timeout: float, lease: float, busy_timeout: float,
@@ -215,6 +246,8 @@ async def open_database(
 
     Raises :class:`~upvest_async.storage.DatabaseURLError` (the URL),
     :class:`~upvest_async.storage.DatabaseUnavailableError` (the database cannot be reached),
+    :class:`~upvest_async.storage.DatabaseAccessError` (authentication failed, no such
+    database, no permission, a read-only or foreign file),
     :class:`~upvest_async.storage.SchemaError` (a table of another shape), ``ValueError``
     (an option out of range), ``ImportError`` naming the ``mirror`` extra when the driver is
     not installed.

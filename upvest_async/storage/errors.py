@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["DatabaseURLError", "DatabaseUnavailableError", "SchemaError"]
+__all__ = ["DatabaseAccessError", "DatabaseURLError", "DatabaseUnavailableError", "SchemaError"]
 
 
 class DatabaseURLError(ConfigurationError):
@@ -25,6 +25,19 @@ class DatabaseUnavailableError(StoreUnavailableError):
         self.reason = reason
         super().__init__(f"the database {target} is unavailable ({reason}); nothing was "
                          "committed, retry later")
+
+
+class DatabaseAccessError(ConfigurationError):
+    """The database refused what was asked for reasons of configuration, not of the moment:
+    PostgreSQL authentication failed (the user, or the password from ``PGPASSWORD`` or the
+    password file), the database does not exist, or a permission is missing; a SQLite file
+    that is read-only or not a database. Retrying does not help. ``reason``: the PostgreSQL
+    SQLSTATE or the SQLite error name and what it means."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"the database {target} refused access ({reason})")
 
 
 class SchemaError(ConfigurationError):
