@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mirror import Rows, mirrored
+from tests.support.postgres import free_port
 from upvest_async.sandbox import Sandbox, SandboxCredentials, Tenant
 from upvest_async.storage import open_database
 
@@ -156,3 +157,14 @@ async def test_a_load_killed_half_way_leaves_the_table_as_it_was(database_url: s
         assert second.returncode == -signal.SIGKILL
         async with open_database(url) as database:
             assert await mirrored(database) == before
+
+
+def test_a_database_that_is_down_fails_the_load_before_anything_is_sent() -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://nobody@127.0.0.1:{port}/upvest"
+    result = run("mirror", "load", "--db", url, "--account", ACCOUNT, *SANDBOX)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"load failed: the database postgresql 127.0.0.1:{port}/upvest is unavailable "
+        f"(ConnectionRefusedError); nothing was committed, retry later; upvest_positions of "
+        f"{url} is unchanged"]
