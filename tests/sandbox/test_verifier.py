@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from upvest_investment_api import UpvestHttpMessageSigner
 from yarl import URL
 
+from tests.support.sandbox_requests import FORM_TYPE, signed, token_form
 from upvest_async.sandbox import Sandbox
-from upvest_async.signing import content_digest, sign_request
-
-FORM_TYPE = "application/x-www-form-urlencoded"
+from upvest_async.signing import content_digest
 
 
 async def send(
@@ -28,33 +26,6 @@ async def send(
         method, url, headers=headers, data=body or None
     ) as response:
         return response.status, await response.json(content_type=None)
-
-
-def signed(sandbox: Sandbox, method: str, path: str, *, query: str = "", body: bytes = b"",
-           extra: dict[str, str] | None = None, created: int | None = None) -> dict[str, str]:
-    headers = {
-        "accept": "application/json",
-        "upvest-api-version": "1",
-        "upvest-client-id": sandbox.credentials.client_id,
-        **(extra or {}),
-    }
-    if body:
-        headers["content-length"] = str(len(body))
-    headers |= sign_request(
-        method=method, path=path, query=query, headers=headers, body=body,
-        private_key=sandbox.credentials.private_key, key_id=sandbox.credentials.key_id,
-        created=created,
-    )
-    return headers
-
-
-def token_form(sandbox: Sandbox, scope: str = "positions:read") -> bytes:
-    return urlencode({
-        "client_id": sandbox.credentials.client_id,
-        "client_secret": sandbox.credentials.client_secret,
-        "grant_type": "client_credentials",
-        "scope": scope,
-    }).encode()
 
 
 async def access_token(sandbox: Sandbox) -> str:

@@ -26,11 +26,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from tests.support.sandbox_requests import FORM_TYPE, ITEMS, signed, token_form
 from upvest_async.sandbox import Faults, Sandbox
 from upvest_async.sandbox.throttling import ClientBuckets, check_burst, check_rate, default_burst
-
-from .test_sandbox_portfolios import ITEMS
-from .test_sandbox_verification import FORM_TYPE, signed, token_form
 
 CLI = [sys.executable, "-m", "upvest_async"]
 TOKEN = "/auth/token"

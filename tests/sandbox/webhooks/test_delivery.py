@@ -1,7 +1,7 @@
 """Delivery of the sandbox's webhooks as Upvest's: batches in ``created_at`` order, retries of
 the whole request with the Fibonacci back-off (shrunk), blocking, duplicate and lost-answer
 faults deterministic from their seed, counters, quiet, clean stops. Receivers verify every
-signature (see :mod:`tests.test_sandbox_webhooks`)."""
+signature (see :mod:`tests.support.webhook_receiver`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.clients import client_for
-from tests.test_sandbox_webhooks import Receiver, jwks_of
+from tests.support.webhook_receiver import Receiver, jwks_of
 from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.sandbox.webhooks import backoff
 

@@ -20,6 +20,7 @@ import pytest
 from yarl import URL
 
 from tests.support.clients import client_for
+from tests.support.sandbox_requests import ITEMS
 from upvest_async import UpvestClient
 from upvest_async.errors import (
     APIStatusError,
@@ -39,12 +40,6 @@ from upvest_async.transport import RawResponse
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 WEIGHT_RULE = r"does not match ^(100|[0-9]{1,2}(\.[0-9]{1,5})?)$"
-ITEMS = [
-    {"instrument_id": "IE00B0M62Q58", "instrument_id_type": "ISIN", "weight": "0.5"},
-    {"instrument_id": "US0378331005", "weight": "0.25"},
-    {"instrument_id": "c2721bc0-9f65-474b-a846-b237eb17fb05", "instrument_id_type": "UPVEST",
-     "weight": "0.25"},
-]
 
 
 def new_id() -> str:
