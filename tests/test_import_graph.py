@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import upvest_async
+from tests.support.graphs import find_cycles
 
 PACKAGE_DIR = Path(upvest_async.__file__).parent
 ROOT = "upvest_async"
@@ -168,41 +169,6 @@ def import_graph() -> dict[str, dict[str, int]]:
                 edges.setdefault(target, node.lineno)
         graph[name] = edges
     return graph
-
-
-def find_cycles(graph: dict[str, set[str]] | dict[str, dict[str, int]]) -> list[list[str]]:
-    """Every strongly connected component with more than one module (Tarjan), each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for succ in sorted(graph.get(node, ())):
-            if succ not in index:
-                visit(succ)
-                low[node] = min(low[node], low[succ])
-            elif succ in on_stack:
-                low[node] = min(low[node], index[succ])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                components.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return components
 
 
 def _describe(cycle: list[str], graph: dict[str, dict[str, int]]) -> str:

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.test_import_graph import find_cycles
+from tests.support.graphs import find_cycles
 
 SANDBOX_DIR = Path(__file__).resolve().parents[2] / "upvest_async" / "sandbox"
 PACKAGE = "upvest_async.sandbox"
