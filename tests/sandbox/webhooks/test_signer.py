@@ -3,7 +3,7 @@ own signer (``tests/fixtures/webhooks_v6/``), and checked with ``cryptography`` 
 
 The sandbox builds the signature base and the ``digest`` header with its own code, not the
 client's (``upvest_async.webhooks.base``, pinned to the same answers in
-``tests/test_webhooks_verify.py``): two readings of Upvest's format, each held to Upvest's own
+``tests/webhooks/test_verifier.py``): two readings of Upvest's format, each held to Upvest's own
 signatures."""
 
 from __future__ import annotations
