@@ -75,7 +75,7 @@ def _accounts(accounts: tuple[str, ...], accounts_file: Path | None,
 
 
 async def _load(url: Any, accounts: list[str] | None, target: Target, concurrency: int,
-                quiet: bool, figures: dict[str, Any]) -> Any:
+                quiet: bool, figures: dict[str, Any], summary: Any) -> Any:
     from ..jobs.export import list_account_ids
     from ..jobs.mirror import PositionsMirror
     from ..storage import open_database
@@ -97,7 +97,7 @@ async def _load(url: Any, accounts: list[str] | None, target: Target, concurrenc
                 try:
                     async with showing_throttling(progress, task, client.stats):
                         return await mirror.load(client, ids, concurrency=concurrency,
-                                                 on_account=advance)
+                                                 on_account=advance, summary=summary)
                 finally:
                     figures.update(requests=client.stats.requests, pages=client.stats.pages,
                                    throttled=client.stats.throttled,
@@ -145,15 +145,19 @@ def load_command(db: str, accounts: tuple[str, ...], accounts_file: Path | None,
     ids = _accounts(accounts, accounts_file, all_accounts)
     target = resolve_target(embedded_sandbox, sandbox,
                             **client_overrides(max_retries, max_requests_per_second))
+    from ..jobs.mirror import LoadSummary
     from ..storage import DatabaseUnavailableError, SchemaError
 
     figures: dict[str, Any] = {}
     started = time.monotonic()
+    summary = LoadSummary()
     try:
-        summary = asyncio.run(_load(url, ids, target, concurrency, quiet, figures))
+        asyncio.run(_load(url, ids, target, concurrency, quiet, figures, summary))
     except KeyboardInterrupt:
-        stderr.print(f"Interrupted: {_unchanged(url)}", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+        if not summary.committed:
+            stderr.print(f"Interrupted: {_unchanged(url)}", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+        # Ctrl-C came after the final transaction committed: the load is done.
     except ConfigurationError as exc:
         stderr.print(one_line(f"configuration error: {exc}"), markup=False)
         sys.exit(EXIT_USAGE)

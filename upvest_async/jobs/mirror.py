@@ -85,7 +85,8 @@ class LoadSummary:
     """Figures of one load: ``accounts`` and ``positions`` exported, ``deleted`` (rows of those
     accounts the export no longer lists), ``kept`` (exported positions whose row was newer
     than the load and stayed), ``as_of`` (the load's, see the module docs), ``seconds`` (wall
-    clock, the final transaction included)."""
+    clock, the final transaction included), ``committed`` (the final transaction committed:
+    ``upvest_positions`` holds the load; until then it is unchanged)."""
 
     accounts: int = 0
     positions: int = 0
@@ -93,6 +94,7 @@ class LoadSummary:
     kept: int = 0
     as_of: datetime | None = None
     seconds: float = 0.0
+    committed: bool = False
 
     @property
     def positions_per_second(self) -> float:
@@ -206,6 +208,7 @@ class PositionsMirror:
         *,
         concurrency: int = DEFAULT_EXPORT_CONCURRENCY,
         on_account: Callable[[str, int], None] | None = None,
+        summary: LoadSummary | None = None,
     ) -> LoadSummary:
         """Export the positions of ``account_ids`` (``client.positions.export_records``, E16:
         the API's own values, validated as :class:`~upvest_async.Position` validates them;
@@ -215,7 +218,9 @@ class PositionsMirror:
 
         ``on_account(account_id, positions)`` is called for each account, in order, once its
         positions are written to the load's temporary table (they are in
-        ``upvest_positions`` when the load returns). Returns a :class:`LoadSummary`.
+        ``upvest_positions`` when the load returns). Returns a :class:`LoadSummary`: the one
+        given as ``summary``, filled as the load goes (so that a caller interrupted knows
+        from its ``committed`` whether the table holds the load), or a new one.
 
         Raises :class:`~upvest_async.InvalidInputError` for a bad account id or
         ``concurrency`` before anything is sent or written; the export's errors
@@ -225,7 +230,7 @@ class PositionsMirror:
         each with the table unchanged.
         """
         accounts = [check_uuid("account_id", account) for account in account_ids]
-        summary = LoadSummary()
+        summary = summary if summary is not None else LoadSummary()
         started = time.monotonic()
         records = client.positions.export_records(accounts, concurrency=concurrency)
         try:
@@ -273,8 +278,12 @@ class PositionsMirror:
         await self._stage(conn, rows_table, accounts_table, batch, [])
         async with conn.begin():
             await self._merge(conn, rows_table, accounts_table, as_of, summary)
-        await conn.run_sync(lambda sync: rows_table.metadata.drop_all(sync))
-        await conn.commit()
+        summary.committed = True
+        try:
+            await conn.run_sync(lambda sync: rows_table.metadata.drop_all(sync))
+            await conn.commit()
+        except Exception:  # the load is in: a connection that fails now is just closed
+            await conn.invalidate()
 
     async def _stage(self, conn: AsyncConnection, rows_table: sa.Table,
                      accounts_table: sa.Table, rows: Sequence[Row],
