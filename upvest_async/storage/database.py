@@ -25,9 +25,11 @@ the transaction is committed then.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -209,9 +211,8 @@ def _engine(url: DatabaseURL, *, lock_timeout: float, lease: float, busy_timeout
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN IMMEDIATE ourselves
         cursor = dbapi_connection.cursor()
-        try:
+        try:  # (the WAL journal is the file's, set once by _enable_wal)
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
@@ -221,6 +222,27 @@ def _engine(url: DatabaseURL, *, lock_timeout: float, lease: float, busy_timeout
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enable_wal(path: str, busy_timeout: float) -> None:
+    """Switch the SQLite file to the WAL journal (a property of the file, kept). Processes
+    opening a new file at once race for the switch, and SQLite answers the losers "database is
+    locked" without waiting: retried for up to ``busy_timeout`` seconds. Blocking: run it in a
+    thread."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=busy_timeout,
+                                                    isolation_level=None)) as conn:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"the journal mode stayed {mode!r}")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" \
+                    or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -265,6 +287,15 @@ async def open_database(
                           f"'upvest-async[mirror]' ({exc})") from exc
     try:
         database = Database(parsed, engine)
+        if parsed.dialect == "sqlite" and parsed.path is not None:
+            try:
+                await asyncio.to_thread(_enable_wal, parsed.path, options["busy_timeout"])
+            except sqlite3.Error as exc:
+                reason = transient_reason(exc)
+                if reason is not None:
+                    raise DatabaseUnavailableError(parsed.target, reason) from exc
+                refused = access_reason(exc) or str(exc)  # (e.g. a file system without WAL)
+                raise DatabaseAccessError(parsed.target, refused) from exc
         async with database.transaction() as conn:
             await ensure_schema(conn)
         yield database
