@@ -170,6 +170,21 @@ async def test_a_replay_is_refused_on_another_replica(replicas: Any, database_ur
     assert second.calls == [] and second.app[RECEIVER_KEY].stats.rejected == 1
 
 
+async def test_one_signed_request_to_two_replicas_at_once_is_handled_by_one(
+    replicas: Any, database_url: str,
+) -> None:
+    first, second = await replicas(database_url), await replicas(database_url)
+    first.delay = second.delay = 0.2
+    sent = events(2)
+    body = batch(*sent)
+    headers = signed(body)
+    statuses = sorted(await asyncio.gather(first.post(body, headers),
+                                           second.post(body, headers)))
+    assert statuses == [200, 401]  # the second waited for the first's nonce: a replay
+    per, recorded, nonces = await counts(first.db)
+    assert per == {e["id"]: 1 for e in sent} and recorded == 2 and nonces == 1
+
+
 CHILD = """
 import asyncio, sys, time
 import sqlalchemy as sa
