@@ -136,7 +136,9 @@ class WebhookVerifier:
     JWKS). ``clock``: Unix time in seconds (injectable for tests); ``max_skew``: seconds of
     clock difference tolerated (10); ``max_validity``: the longest ``expires - created``
     accepted (300 s); ``replay_cache``: a :class:`~upvest_async.webhooks.ReplayCache` (a new
-    one of 100,000 entries by default); ``max_body_bytes``: larger bodies are refused (8 MiB).
+    one of 100,000 entries by default), used by :meth:`verify` and :meth:`unwrap` (a
+    :class:`~upvest_async.webhooks.WebhookReceiver` records nonces in its event store instead);
+    ``max_body_bytes``: larger bodies are refused (8 MiB).
     """
 
     def __init__(
