@@ -9,8 +9,8 @@ import warnings
 from decimal import Decimal
 
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import (
     AuthenticationError,
     InvalidInputError,

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.keys import p521_key, pem
 
-from tests.support.keys import p521_key, pem
 from upvest_async import PaginationError, Position, RetryPolicy, UpvestClient, UpvestError
 from upvest_async.errors import ResponseValidationError
 from upvest_async.json_body import parse_json

@@ -15,8 +15,7 @@ from urllib.parse import quote_plus
 
 import pytest
 from aiohttp import web
-
-from tests.support.hostile import (
+from support.hostile import (
     ACCOUNT,
     POSITION,
     SECRET,
@@ -29,6 +28,7 @@ from tests.support.hostile import (
     page,
     retrieve,
 )
+
 from upvest_async import (
     APIStatusError,
     InternalServerError,

@@ -16,8 +16,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
-
-from tests.support.hostile import (
+from support.hostile import (
     ACCOUNT,
     FAST,
     POSITION,
@@ -29,6 +28,7 @@ from tests.support.hostile import (
     retrieve,
     running_hostile,
 )
+
 from upvest_async import (
     APIConnectionError,
     APIStatusError,

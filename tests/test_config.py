@@ -6,9 +6,9 @@ import base64
 from pathlib import Path
 
 import pytest
+from support.clients import client_for
+from support.keys import PASSPHRASE, p521_key, pem
 
-from tests.support.clients import client_for
-from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import ConfigurationError, SigningKeyError, UpvestClient
 from upvest_async.sandbox import Sandbox
 

@@ -15,9 +15,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.support.fixtures import EXAMPLES
-from tests.support.positions import (
+from support.fixtures import EXAMPLES
+from support.positions import (
     ACCOUNT,
     BAD_DECIMALS,
     EDGE_DECIMALS,
@@ -26,6 +25,7 @@ from tests.support.positions import (
     position,
     valid_positions,
 )
+
 from upvest_async import Instrument, Position, ResponseValidationError
 from upvest_async.converter import (
     api_decimal,

@@ -24,10 +24,10 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.hostile import ACCOUNT, INSTRUMENT, POSITION, Hostile, page, running_hostile
+from support.keys import p521_key, pem
+from support.webhooks_signer import KEY_ID, batch, event, position, sign
 
-from tests.support.hostile import ACCOUNT, INSTRUMENT, POSITION, Hostile, page, running_hostile
-from tests.support.keys import p521_key, pem
-from tests.support.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import (
     ConfigurationError,
     InvalidInputError,

@@ -28,9 +28,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from support.graphs import find_cycles
 
 import upvest_async
-from tests.support.graphs import find_cycles
 
 PACKAGE_DIR = Path(upvest_async.__file__).parent
 ROOT = "upvest_async"

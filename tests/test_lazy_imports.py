@@ -29,7 +29,7 @@ def _imported_after(code: str) -> set[str]:
 
 @pytest.mark.parametrize("code", [
     "import upvest_async",
-    "import upvest_async\nfrom tests.support.keys import p521_key, pem\n"
+    "import upvest_async\nfrom support.keys import p521_key, pem\n"
     f"upvest_async.UpvestClient(client_id={CLIENT_ID!r}, client_secret='s', key_id='k',"
     " private_key=pem(p521_key())).with_options(max_retries=0)",
     "from upvest_async.cli import main; main.get_command(None, 'export-positions')",
@@ -57,7 +57,8 @@ def test_a_name_that_is_not_exported_is_still_an_attribute_error() -> None:
 
 
 def test_the_webhooks_namespace_is_made_on_first_use_and_shared_with_views() -> None:
-    from tests.support.keys import p521_key, pem
+    from support.keys import p521_key, pem
+
     from upvest_async import UpvestClient
 
     client = UpvestClient(client_id=CLIENT_ID, client_secret="s", key_id="k",

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.clients import client_for
+from support.fixtures import EXAMPLES
 
-from tests.support.clients import client_for
-from tests.support.fixtures import EXAMPLES
 from upvest_async import ResponseValidationError
 from upvest_async.converter import structure
 from upvest_async.json_body import parse_json

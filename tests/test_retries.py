@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import (
     BadRequestError,
     IdempotencyKeyReusedError,

@@ -7,8 +7,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from support.keys import PASSPHRASE, p521_key, pem
 
-from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import SigningKeyError
 from upvest_async.keys import load_signing_key
 from upvest_async.signing import content_digest, sign_request

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import NotFoundError, RateLimiter, UpvestClient
 from upvest_async.sandbox import Faults, Sandbox
 from upvest_async.telemetry import url_template
@@ -301,7 +301,7 @@ async def test_rate_limiter_waits_are_events_and_its_rate_a_gauge(recorder: Reco
 def test_a_client_in_use_without_a_provider_does_not_import_opentelemetry() -> None:
     code = (
         "import asyncio, sys\n"
-        "from tests.support.keys import p521_key, pem\n"
+        "from support.keys import p521_key, pem\n"
         "from upvest_async import UpvestClient\n"
         "async def main():\n"
         "    client = UpvestClient(client_id='1a2b3c4d-0000-4000-8000-000000000001',"

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from support.aioresponses_compat import CompatResponse
 from yarl import URL
 
-from tests.support.aioresponses_compat import CompatResponse
 from upvest_async import (
     BadRequestError,
     IdempotencyKeyReusedError,

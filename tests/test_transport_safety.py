@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from support.clients import client_for
+from support.keys import p521_key, pem
 
-from tests.support.clients import client_for
-from tests.support.keys import p521_key, pem
 from upvest_async import (
     APITimeoutError,
     ConfigurationError,

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.keys import p521_key, pem
 
-from tests.support.keys import p521_key, pem
 from upvest_async import InvalidInputError, UpvestClient
 from upvest_async.validation import (
     CASH_AMOUNT_PATTERN,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
+from support.keys import PASSPHRASE, p521_key, pem
 
-from tests.support.keys import PASSPHRASE, p521_key, pem
 from upvest_async import ConfigurationError, UpvestClient
 from upvest_async.config import KEY_VARIABLES, REQUIRED_VARIABLES, VARIABLES, missing_variables
 from upvest_async.sandbox import Tenant

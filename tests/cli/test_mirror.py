@@ -6,31 +6,22 @@ the table as it was; ``serve`` stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from support.mirror import CLI, Rows, clean_env, mirrored
+from support.postgres import free_port
 
-from tests.support.mirror import Rows, mirrored
-from tests.support.postgres import free_port
 from upvest_async.sandbox import Sandbox, SandboxCredentials, Tenant
 from upvest_async.storage import open_database
 
-CLI = [sys.executable, "-m", "upvest_async"]
 TENANT = Tenant(accounts=3, positions_per_account=40, seed=5)
 SANDBOX = ["--embedded-sandbox", "--sandbox-accounts", "3", "--sandbox-positions", "40",
            "--sandbox-seed", "5"]
 ACCOUNT = TENANT.account_ids[0]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("UPVEST_API_") and not k.startswith("PG")}
-    return {**env, "COLUMNS": "400", **extra}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

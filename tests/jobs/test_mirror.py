@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.clients import client_for
+from support.mirror import Rows, exported, mirrored, position_event
+from support.postgres import PostgresCluster
 
-from tests.support.clients import client_for
-from tests.support.mirror import Rows, exported, mirrored, position_event
-from tests.support.postgres import PostgresCluster
 from upvest_async import APIStatusError, UpvestClient
 from upvest_async.jobs.mirror import PositionsMirror
 from upvest_async.sandbox import Faults, Sandbox

@@ -27,14 +27,12 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
+from support.clients import client_for
+from support.mirror import CLI, Rows, clean_env, exported, mirrored, position_event, values_of
 
-from tests.support.clients import client_for
-from tests.support.mirror import Rows, exported, mirrored, position_event, values_of
 from upvest_async.sandbox import Sandbox
 from upvest_async.sandbox.webhooks.signer import sign_webhook
 from upvest_async.storage import open_database, positions_table, webhook_events_table
-
-from ..cli.test_mirror import CLI, clean_env
 
 PATH = "/webhooks/upvest"
 USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import (
     APITimeoutError,
     LocalRateLimitError,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import attrs
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import UpvestClient
 from upvest_async.jobs.checkpoint import Checkpoint, CheckpointError
 from upvest_async.jobs.export import ExportSummary, Format, export_positions

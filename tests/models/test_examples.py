@@ -10,8 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from support.fixtures import EXAMPLES
 
-from tests.support.fixtures import EXAMPLES
 from upvest_async import (
     OrderStatus,
     PortfoliosAllocation,

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.positions import BAD_DECIMALS, QUANTITIES, position, valid_positions
 
-from tests.support.positions import BAD_DECIMALS, QUANTITIES, position, valid_positions
 from upvest_async import Position, ResponseValidationError
 from upvest_async.models.positions import PositionRecord
 from upvest_async.pagination import parse_page

@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import InvalidInputError, PaginationError, Position, UpvestClient
 from upvest_async.converter import unstructure
 from upvest_async.pagination import MAX_UNSETTLED, Paginator, chain_pages

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import (
     AllocationItem,
     BadRequestError,

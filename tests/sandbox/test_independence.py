@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from tests.support.graphs import find_cycles
+from support.graphs import find_cycles
 
-SANDBOX_DIR = Path(__file__).resolve().parents[2] / "upvest_async" / "sandbox"
+import upvest_async.sandbox
+
+SANDBOX_DIR = Path(upvest_async.sandbox.__file__).resolve().parent  # the installed package's
 PACKAGE = "upvest_async.sandbox"
 
 
@@ -177,8 +180,10 @@ print(json.dumps(asyncio.run(main())))
 def test_a_copy_of_the_sandbox_runs_as_a_package_of_its_own(tmp_path: Path) -> None:
     shutil.copytree(SANDBOX_DIR, tmp_path / "sandbox_copy",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # ``-c`` puts the working directory first on sys.path: ``sandbox_copy`` is found there.
-    done = subprocess.run([sys.executable, "-c", _RUN_THE_COPY], cwd=tmp_path,
+    # ``sandbox_copy`` is found on PYTHONPATH (the tests' PYTHONSAFEPATH keeps the working
+    # directory off sys.path).
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _RUN_THE_COPY], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -17,10 +17,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from support.clients import client_for
+from support.sandbox_requests import ITEMS
 from yarl import URL
 
-from tests.support.clients import client_for
-from tests.support.sandbox_requests import ITEMS
 from upvest_async import UpvestClient
 from upvest_async.errors import (
     APIStatusError,

@@ -24,9 +24,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.sandbox_requests import FORM_TYPE, ITEMS, signed, token_form
 from yarl import URL
 
-from tests.support.sandbox_requests import FORM_TYPE, ITEMS, signed, token_form
 from upvest_async.sandbox import Faults, Sandbox
 from upvest_async.sandbox.throttling import ClientBuckets, check_burst, check_rate, default_burst
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.sandbox_requests import FORM_TYPE, signed, token_form
 from upvest_investment_api import UpvestHttpMessageSigner
 from yarl import URL
 
-from tests.support.sandbox_requests import FORM_TYPE, signed, token_form
 from upvest_async.sandbox import Sandbox
 from upvest_async.signing import content_digest
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from support.postgres import PostgresCluster, free_port
 
-from tests.support.postgres import PostgresCluster, free_port
 from upvest_async import ConfigurationError
 from upvest_async.errors import StoreUnavailableError
 from upvest_async.storage import (

@@ -23,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
+from support.keys import p521_key
+from support.postgres import PostgresCluster
+from support.webhooks_signer import KEY_ID, batch, event, position, sign
 
-from tests.keys import p521_key
-from tests.support.postgres import PostgresCluster
-from tests.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async.storage import (
     Database,
     SQLEventStore,

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.support.keys import p521_key, pem
+from support.keys import p521_key, pem
 from upvest_async import Position, RetryPolicy, UpvestClient
 
 ACCOUNT = "c5161455-4d27-4781-bc74-f05532e49a77"

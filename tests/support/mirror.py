@@ -3,6 +3,8 @@ and ``POSITION.UPDATED`` events as Upvest sends them."""
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -73,3 +75,13 @@ def values_of(event: dict[str, Any]) -> Values:
     return (obj["instrument"].get("isin"), Decimal(obj["quantity"]),
             Decimal(obj["available_for_trading"]), Decimal(obj["locked_for_trading"]),
             Decimal(obj["pending_settlement"]))
+
+
+#: The command line as a user runs it (the installed package's ``python -m upvest_async``).
+CLI = [sys.executable, "-m", "upvest_async"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("UPVEST_API_") and not k.startswith("PG")}
+    return {**env, "COLUMNS": "400", **extra}

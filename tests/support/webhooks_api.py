@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.keys import pem
+from support.keys import pem
 
 
 class StubAPI:
@@ -49,7 +49,7 @@ class StubAPI:
             await self._runner.cleanup()
 
     def client_settings(self) -> dict[str, Any]:
-        from tests.support.keys import p521_key
+        from support.keys import p521_key
 
         return {
             "client_id": "c5161455-4d27-4781-bc74-f05532e49a77", "client_secret": "s3cret",

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.keys import p521_key
+from support.webhooks_signer import KEY_ID, batch, event, position, sign
 
-from tests.support.keys import p521_key
-from tests.support.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import (
     PortfoliosAllocation,
     PortfoliosOrder,

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from support.keys import p521_key
+from support.webhooks_api import StubAPI
+from support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 
-from tests.support.keys import p521_key
-from tests.support.webhooks_api import StubAPI
-from tests.support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 from upvest_async import (
     Position,
     ResponseValidationError,

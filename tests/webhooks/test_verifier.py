@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fixtures import WEBHOOKS_V6 as FIXTURES
+from support.keys import p521_key
+from support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 
-from tests.support.fixtures import WEBHOOKS_V6 as FIXTURES
-from tests.support.keys import p521_key
-from tests.support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 from upvest_async import UpvestError, WebhookKeys, WebhookVerificationError, WebhookVerifier
 from upvest_async.webhooks import REASONS, ReplayCache, signature_base
 from upvest_async.webhooks.params import parse_signature_headers

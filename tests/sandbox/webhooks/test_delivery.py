@@ -11,9 +11,9 @@ import socket
 from typing import Any
 
 import pytest
+from support.clients import client_for
+from support.webhook_receiver import Receiver, jwks_of
 
-from tests.support.clients import client_for
-from tests.support.webhook_receiver import Receiver, jwks_of
 from upvest_async.sandbox import Sandbox, WebhookFaults
 from upvest_async.sandbox.webhooks import backoff
 

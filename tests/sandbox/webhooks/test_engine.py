@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.clients import client_for
+from support.webhook_receiver import Receiver, jwks_of, public_keys
 
-from tests.support.clients import client_for
-from tests.support.webhook_receiver import Receiver, jwks_of, public_keys
 from upvest_async import UpvestClient
 from upvest_async.errors import APIStatusError
 from upvest_async.sandbox import Sandbox, WebhookFaults

@@ -21,8 +21,8 @@ from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fixtures import WEBHOOKS_V6 as FIXTURES
 
-from tests.support.fixtures import WEBHOOKS_V6 as FIXTURES
 from upvest_async.sandbox.webhooks import WebhookKeys, format_signature_params, sign_webhook
 from upvest_async.sandbox.webhooks.signer import digest_header as body_digest
 from upvest_async.sandbox.webhooks.signer import signature_base as build_base

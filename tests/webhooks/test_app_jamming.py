@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.keys import p521_key
+from support.webhook_bodies import HEADERS, PATH, deep_body, depth, encode, nested
+from support.webhooks_signer import KEY_ID, batch, event, position, sign
 
-from tests.keys import p521_key
-from tests.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import WebhookEvent, WebhookVerifier, webhook_app
 from upvest_async.json_body import NotJSONError, nesting_depth, parse_json_exact
 from upvest_async.webhooks import (
@@ -36,42 +37,7 @@ from upvest_async.webhooks import (
 )
 
 KEY = p521_key()
-PATH = "/hooks/upvest"
-AMOUNT = "<the number 1.250>"
 WEBHOOKS_LOGGER = "upvest_async.webhooks"
-
-
-def depth(value: Any) -> int:
-    """How deeply arrays and objects nest in ``value`` (the test's own count)."""
-    if isinstance(value, dict):
-        return 1 + max((depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((depth(v) for v in value), default=0)
-    return 0
-
-
-def nested(levels: int) -> Any:
-    """A value ``levels`` deep, objects and arrays alternating, with strings that look like
-    brackets, exact numbers and a lone surrogate at the bottom."""
-    value: Any = {"leaf": "]]}}[[{{ \"quoted\" \\", "amount": AMOUNT,
-                  "odd": "\ud800"} if levels else "x"
-    for level in range(levels - 1):
-        value = [value, "]"] if level % 2 else {"k[": value, "n": 7}
-    return value
-
-
-def encode(document: Any) -> bytes:
-    """``document`` as JSON, each :data:`AMOUNT` written as the number ``1.250``."""
-    return json.dumps(document).replace(f'"{AMOUNT}"', "1.250").encode()
-
-
-def deep_body(total_depth: int, kind: str = "X.NESTED") -> tuple[bytes, dict[str, Any]]:
-    """A one-event batch whose body nests exactly ``total_depth`` levels (batch, payload list
-    and event take 3), and its event."""
-    sent = event(kind, nested(total_depth - 3))
-    document = {"payload": [sent]}
-    assert depth(document) == total_depth
-    return encode(document), sent
 
 
 class Running:
@@ -243,8 +209,6 @@ async def _hang_up(port: int, data: bytes) -> None:
     await writer.wait_closed()
 
 
-HEADERS = (b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-           b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
 
 
 async def test_hang_ups_mid_body_cost_one_warning_without_traceback(

@@ -20,11 +20,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from click.testing import CliRunner
+from support.keys import p521_key
+from support.webhook_bodies import HEADERS, deep_body
+from support.webhooks_api import StubAPI
+from support.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 
-from tests.keys import p521_key
-from tests.test_webhooks_jamming import HEADERS, deep_body
-from tests.webhooks_api import StubAPI
-from tests.webhooks_signer import KEY_ID, batch, event, jwks, position, sign
 from upvest_async.cli import main
 from upvest_async.cli.preflight import PreflightError
 from upvest_async.cli.webhooks import DEFAULT_PORT, _recover

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from support.clients import client_for
 
-from tests.support.clients import client_for
 from upvest_async import Position, UpvestClient, WebhookEvent
 from upvest_async.jobs import trigger_many
 from upvest_async.sandbox import Sandbox, WebhookFaults
@@ -29,7 +29,7 @@ from upvest_async.webhooks import RECEIVER_KEY, WebhookEventType, webhook_app
 
 USER = "4b9732bd-7496-4e91-8a5f-6360479d7fed"
 PATH = "/hooks/upvest"
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "keep_positions_current.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "keep_positions_current.py"
 Key = tuple[uuid.UUID, uuid.UUID]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from support.keys import p521_key
+from support.webhooks_signer import KEY_ID, batch, event, position, sign
 
-from tests.keys import p521_key
-from tests.webhooks_signer import KEY_ID, batch, event, position, sign
 from upvest_async import MemoryEventStore, WebhookEvent, WebhookVerifier, webhook_app
 from upvest_async.webhooks import (
     RECEIVER_KEY,

@@ -1,1 +1,0 @@
-"""Tests of upvest_async.storage (SQLite and PostgreSQL)."""
