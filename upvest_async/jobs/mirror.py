@@ -38,6 +38,8 @@ does not depend on arrival order gives every replica the same table.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -70,6 +72,8 @@ DEFAULT_CLOCK_MARGIN = 5.0
 
 #: Rows written to the load's temporary table at once (at least).
 _BATCH_ROWS = 10_000
+#: Batches waiting for the load's writer task at most (memory: about 1 KiB a row).
+_QUEUED = 2
 
 _KEY = ("account_id", "instrument_uuid")
 _NUMBERS = ("quantity", "available_for_trading", "locked_for_trading", "pending_settlement")
@@ -131,6 +135,18 @@ def _sqlite_row(row: Row) -> Row:
             _sqlite_text(row[5]), _sqlite_text(row[6]))
 
 
+#: A line of text that is not a decimal in the form of :data:`_PLAIN_DECIMAL`.
+_ODD_LINE = re.compile(rf"^(?!{_PLAIN_DECIMAL.pattern}$)", re.MULTILINE)
+
+
+def _sqlite_rows(rows: Sequence[Row]) -> Sequence[Row]:
+    """``rows`` with their decimals as SQLite's decimal column holds them: the batch's
+    decimals are checked in one pass, and only a batch with a decimal in another form is
+    rewritten row by row."""
+    decimals = "\n".join([text for row in rows for text in row[3:]])
+    return rows if _ODD_LINE.search(decimals) is None else list(map(_sqlite_row, rows))
+
+
 def _insert(table: sa.Table, dialect: str) -> Any:
     """The dialect's ``INSERT`` (with ``ON CONFLICT``) of ``table``."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -155,21 +171,6 @@ def _upsert(statement: Any) -> Any:
     )
 
 
-def _staging() -> tuple[sa.Table, sa.Table]:
-    """The load's temporary tables (of its own connection): the positions exported, as the
-    API's strings (text columns, written fast), and the accounts covered."""
-    metadata = sa.MetaData()
-    rows = sa.Table("upvest_positions_load", metadata,
-                    *(sa.Column(name, sa.Text()) for name in _COLUMNS),
-                    prefixes=["TEMPORARY"])
-    accounts = sa.Table(
-        "upvest_positions_load_accounts", metadata,
-        sa.Column("account_id", positions_table.c.account_id.type, primary_key=True),
-        prefixes=["TEMPORARY"],
-    )
-    return rows, accounts
-
-
 def _typed(rows: sa.Table, name: str) -> sa.ColumnElement[Any]:
     """A staged column as its ``upvest_positions`` type: a uuid in its canonical form
     (lower case), a decimal as the API wrote it (``numeric`` on PostgreSQL)."""
@@ -177,6 +178,35 @@ def _typed(rows: sa.Table, name: str) -> sa.ColumnElement[Any]:
     if name in _KEY:
         column = sa.func.lower(column)
     return sa.cast(column, positions_table.c[name].type) if name != "isin" else column
+
+
+class _Staging:
+    """The load's temporary tables (of its own connection): ``rows``, the positions exported
+    as the API's strings (text columns, written fast); on PostgreSQL also ``typed``, the same
+    rows in ``upvest_positions``'s types, converted by the server batch by batch while the
+    export runs (so that the final transaction casts nothing); ``accounts``, the accounts
+    covered."""
+
+    def __init__(self, dialect: str) -> None:
+        self.metadata = sa.MetaData()
+        self.rows = sa.Table("upvest_positions_load", self.metadata,
+                             *(sa.Column(name, sa.Text()) for name in _COLUMNS),
+                             prefixes=["TEMPORARY"])
+        self.typed = sa.Table(
+            "upvest_positions_load_typed", self.metadata,
+            *(sa.Column(name, positions_table.c[name].type) for name in _COLUMNS),
+            prefixes=["TEMPORARY"]) if dialect == "postgresql" else None
+        self.accounts = sa.Table(
+            "upvest_positions_load_accounts", self.metadata,
+            sa.Column("account_id", positions_table.c.account_id.type, primary_key=True),
+            prefixes=["TEMPORARY"],
+        )
+
+    def source(self) -> list[sa.ColumnElement[Any]]:
+        """The staged columns of :data:`_COLUMNS` as ``upvest_positions`` types them."""
+        if self.typed is not None:
+            return [self.typed.c[name] for name in _COLUMNS]
+        return [_typed(self.rows, name) for name in _COLUMNS]
 
 
 class PositionsMirror:
@@ -259,82 +289,115 @@ class PositionsMirror:
                     ) -> None:
         """Write the export to the temporary tables, then replace the accounts in one
         transaction."""
-        rows_table, accounts_table = _staging()
-        await conn.run_sync(lambda sync: rows_table.metadata.create_all(sync))
+        staging = _Staging(self.database.dialect)
+        await conn.run_sync(lambda sync: staging.metadata.create_all(sync))
         await conn.commit()
-        await self._stage(conn, rows_table, accounts_table, [],
-                          [uuid.UUID(account) for account in accounts])
+        await self._stage(conn, staging, [], [uuid.UUID(account) for account in accounts])
         summary.as_of = as_of = datetime.now(UTC) - timedelta(seconds=self.clock_margin)
-        batch: list[Row] = []
-        async for account, positions in records:
-            batch.extend(map(_staged, positions))
-            if len(batch) >= _BATCH_ROWS:
-                await self._stage(conn, rows_table, accounts_table, batch, [])
-                batch = []
-            summary.accounts += 1
-            summary.positions += len(positions)
-            if on_account is not None:
-                on_account(account, len(positions))
-        await self._stage(conn, rows_table, accounts_table, batch, [])
+        # The batches are written by a task of their own, so that the export's next pages
+        # are read and checked while the database writes (and on PostgreSQL converts) the
+        # last ones; at most _QUEUED batches wait.
+        queue: asyncio.Queue[list[Row] | None] = asyncio.Queue(maxsize=_QUEUED)
+
+        async def write() -> None:
+            while (rows := await queue.get()) is not None:
+                await self._stage(conn, staging, rows, [])
+
+        writer = asyncio.create_task(write())
+
+        async def put(rows: list[Row] | None) -> None:
+            putting = asyncio.ensure_future(queue.put(rows))
+            await asyncio.wait({putting, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not putting.done():  # the writer failed: its error is the load's
+                putting.cancel()
+                writer.result()
+
+        try:
+            batch: list[Row] = []
+            async for account, positions in records:
+                batch.extend(map(_staged, positions))
+                if len(batch) >= _BATCH_ROWS:
+                    await put(batch)
+                    batch = []
+                summary.accounts += 1
+                summary.positions += len(positions)
+                if on_account is not None:
+                    on_account(account, len(positions))
+            await put(batch)
+            await put(None)
+            await writer
+        finally:
+            if not writer.done():
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
         async with conn.begin():
-            await self._merge(conn, rows_table, accounts_table, as_of, summary)
+            await self._merge(conn, staging, as_of, summary)
         summary.committed = True
         try:
-            await conn.run_sync(lambda sync: rows_table.metadata.drop_all(sync))
+            await conn.run_sync(lambda sync: staging.metadata.drop_all(sync))
             await conn.commit()
         except Exception:  # the load is in: a connection that fails now is just closed
             await conn.invalidate()
 
-    async def _stage(self, conn: AsyncConnection, rows_table: sa.Table,
-                     accounts_table: sa.Table, rows: Sequence[Row],
+    async def _stage(self, conn: AsyncConnection, staging: _Staging, rows: Sequence[Row],
                      accounts: Sequence[uuid.UUID]) -> None:
         """Write ``rows`` and ``accounts`` to the temporary tables (committed: they live on
-        this connection only): PostgreSQL's ``COPY``, SQLite's ``executemany``."""
+        this connection only): PostgreSQL's ``COPY``, then the server converts them to the
+        typed table; SQLite's ``executemany``."""
         async with conn.begin():
-            if rows and self.database.dialect == "postgresql":
+            if rows and staging.typed is not None:
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection
                 assert driver is not None
                 try:
-                    await driver.copy_records_to_table(rows_table.name, records=rows,
+                    await driver.copy_records_to_table(staging.rows.name, records=rows,
                                                        columns=list(_COLUMNS))
                 except Exception as exc:  # the driver's own (SQLAlchemy does not wrap it)
                     if driver.is_closed():
                         raise DatabaseUnavailableError(self.database.url.target,
                                                        "connection lost") from exc
                     raise
+                await conn.execute(staging.typed.insert().from_select(
+                    list(_COLUMNS), sa.select(*(_typed(staging.rows, name)
+                                                for name in _COLUMNS))))
+                await conn.execute(sa.delete(staging.rows))
             elif rows:
                 marks = ", ".join("?" * len(_COLUMNS))
                 await conn.exec_driver_sql(
-                    f"INSERT INTO {rows_table.name} ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                    list(map(_sqlite_row, rows)))
+                    f"INSERT INTO {staging.rows.name} ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({marks})", _sqlite_rows(rows))
             if accounts:
-                await conn.execute(accounts_table.insert(),
+                await conn.execute(staging.accounts.insert(),
                                    [{"account_id": account} for account in accounts])
 
     @staticmethod
-    async def _merge(conn: AsyncConnection, rows_table: sa.Table, accounts_table: sa.Table,
-                     as_of: datetime, summary: LoadSummary) -> None:
+    async def _merge(conn: AsyncConnection, staging: _Staging, as_of: datetime,
+                     summary: LoadSummary) -> None:
         """Replace the covered accounts in ``upvest_positions`` (in the caller's
         transaction): upsert every staged row by the ordering rule with ``as_of``, then
         delete the rows of those accounts still older than ``as_of`` (not exported, and not
-        newer than the load)."""
+        newer than the load). When the table holds no row of those accounts (their first
+        load), a plain ``INSERT`` does the same (nothing to conflict with, keep or delete:
+        no other writer runs meanwhile), without the upsert's conflict checks."""
         table = positions_table
         if conn.dialect.name == "postgresql":
             # Writers wait while the load replaces its rows, so none can deadlock with it
             # (readers do not wait; SQLite's BEGIN IMMEDIATE already runs it alone).
             await conn.exec_driver_sql(
                 f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE")
+        covered = table.c.account_id.in_(sa.select(staging.accounts.c.account_id))
+        first = not await conn.scalar(sa.select(sa.exists().where(covered)))
         stamp = sa.literal(as_of, type_=table.c.as_of.type)
-        source = sa.select(*(_typed(rows_table, name) for name in _COLUMNS), stamp) \
+        source = sa.select(*staging.source(), stamp) \
             .where(sa.true())  # (SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE)
+        if first:
+            await conn.execute(sa.insert(table).from_select([*_COLUMNS, "as_of"], source))
+            return
         insert = _insert(table, conn.dialect.name).from_select([*_COLUMNS, "as_of"], source)
         result = await conn.execute(_upsert(insert))
         summary.kept = summary.positions - max(result.rowcount, 0)
-        deleted = await conn.execute(sa.delete(table).where(
-            table.c.account_id.in_(sa.select(accounts_table.c.account_id)),
-            table.c.as_of < stamp,
-        ))
+        deleted = await conn.execute(sa.delete(table).where(covered, table.c.as_of < stamp))
         summary.deleted = max(deleted.rowcount, 0)
 
     async def apply(self, event: WebhookEvent, tx: AsyncConnection) -> None:
