@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.clients import client_for
 from support.mirror import Rows, exported, mirrored, position_event
-from support.postgres import PostgresCluster
+from support.postgres import PostgresCluster, free_port
 
-from upvest_async import APIStatusError, UpvestClient
+from upvest_async import APIConnectionError, APIStatusError, UpvestClient
 from upvest_async.jobs.mirror import PositionsMirror
 from upvest_async.sandbox import Faults, Sandbox
 from upvest_async.storage import (
@@ -142,6 +142,18 @@ async def test_a_failed_load_leaves_the_table_as_it_was(
     summary = await mirror.load(client, accounts)
     assert await mirrored(database) == await exported(client, accounts)
     assert summary.positions == 4 * 150
+
+
+async def test_an_api_that_cannot_be_reached_fails_the_load_as_the_apis_error(
+        database: Database, sandbox: Sandbox, client: UpvestClient) -> None:
+    mirror = PositionsMirror(database)
+    await mirror.load(client, sandbox.account_ids[:1])
+    before = await mirrored(database)
+    async with client_for(sandbox, base_url=f"http://127.0.0.1:{free_port()}",
+                          max_retries=0) as unreachable:
+        with pytest.raises(APIConnectionError):  # not the database's unavailability
+            await mirror.load(unreachable, sandbox.account_ids)
+    assert await mirrored(database) == before
 
 
 async def test_a_load_that_loses_its_database_connection_leaves_the_table_as_it_was(

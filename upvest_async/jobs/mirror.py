@@ -53,6 +53,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import UpvestError
 from ..models import Position
 from ..models.positions import PositionRecord
 from ..models.webhooks import WebhookEvent, WebhookEventType
@@ -272,8 +273,8 @@ class PositionsMirror:
                     # tables go with it.
                     await conn.invalidate()
                     raise
-        except DatabaseUnavailableError:
-            raise
+        except (DatabaseUnavailableError, UpvestError):
+            raise  # (an API connection error is the API's, not the database's)
         except Exception as exc:
             reason = transient_reason(exc)
             if reason is None:
