@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.clients import client_for
 from support.fixtures import EXAMPLES
+from support.positions import ACCOUNT, INSTRUMENT, QUANTITIES, position
 
 from upvest_async import ResponseValidationError
 from upvest_async.converter import structure
@@ -35,22 +36,6 @@ SEED_POSITIONS = [
     for position in (example["body"]["data"] if example["endpoint"] == "E16"
                      else [example["body"]])
 ]
-ACCOUNT = "c5161455-4d27-4781-bc74-f05532e49a77"
-INSTRUMENT = "ccb86937-8a39-4160-8d33-85bf9e902321"
-QUANTITIES = ("quantity", "available_for_trading", "locked_for_trading", "pending_settlement")
-
-
-def position(**changes: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "account_id": ACCOUNT,
-        "instrument": {"uuid": INSTRUMENT, "isin": "US0378331005"},
-        "quantity": "10.4", "available_for_trading": "5.4", "locked_for_trading": "5",
-        "pending_settlement": "0",
-    }
-    item.update(changes)
-    return item
-
-
 def outcome(decode: Any, data: list[Any]) -> tuple[Any, tuple[str, str | None] | None]:
     try:
         return decode(data), None
