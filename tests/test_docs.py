@@ -157,3 +157,131 @@ def test_the_docstring_check_catches_a_missing_one(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(upvest_async.RetryPolicy, "undocumented", undocumented, raising=False)
     assert _undocumented() == ["upvest_async.RetryPolicy.undocumented"]
+
+
+# --- Self-contained citations ------------------------------------------------------------------
+#
+# Every citation resolves inside the repository or to a public URL. The one page that defines
+# the project's short codes (E endpoints, W webhooks, S shapes, Q readings) is
+# docs/guides/api-readings.md; a code it does not define, a mention of a document that is not in
+# the repository, or a relative link to a missing file fails here.
+
+READINGS = ROOT / "docs" / "guides" / "api-readings.md"
+_SKIPPED_DIRS = {
+    ".git", "build", "site", "dist", ".ci-venv", ".venv", "venv", "node_modules", "__pycache__",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".nox", ".hypothesis", ".tox",
+}
+#: The project's short codes: E1, W3, S12, Q7 (one letter, one or two digits; not an ISO week
+#: such as 2021-W29).
+_CODE = re.compile(r"(?<![0-9]{4}-)\b[EQSW][0-9]{1,2}\b")
+#: Mentions that point outside the repository (written so that this file does not match them).
+_OUTSIDE = {
+    "a document outside the repository": re.compile(
+        r"\b(?:ENDPOINTS|WEBHOOKS|SIGNING)\.md\b|shared[/\\]reference"
+    ),
+    "Upvest's reference called a seed (cite its URL or the readings page)": re.compile(
+        r"(?i)\bthe\s+seeds?\b|\bseeds?\s+00[0-9]\b|\bseeds?(?:'s|s')?\s+(?:pattern|example|shape)s?\b"
+    ),
+    "a line number of a document outside the repository": re.compile(r"\bL[0-9]{1,5}\b"),
+}
+_ANCHOR = re.compile(r"\{#([a-z0-9-]+)\}")
+_READINGS_LINK = re.compile(r"api-readings\.md#([A-Za-z0-9_-]+)")
+
+
+def _repository_files() -> list[Path]:
+    files: list[Path] = []
+    for path in sorted(ROOT.rglob("*")):
+        relative = path.relative_to(ROOT).parts
+        if any(part in _SKIPPED_DIRS or part.endswith(".egg-info") for part in relative[:-1]):
+            continue
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            files.append(path)
+    return files
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None  # binary
+
+
+def _readings_anchors() -> set[str]:
+    """The anchors of the readings page: explicit ``{#id}`` ones, and the other headings'."""
+    text = READINGS.read_text(encoding="utf-8")
+    anchors = set(_ANCHOR.findall(text))
+    for heading in re.findall(r"(?m)^#{2,6} (.+?)\s*$", text):
+        if not _ANCHOR.search(heading):
+            anchors.add(re.sub(r"[\s]+", "-", re.sub(r"[^\w\s-]", "", heading).strip().lower()))
+    return anchors
+
+
+def _defined_codes() -> set[str]:
+    return {anchor.upper() for anchor in _ANCHOR.findall(READINGS.read_text(encoding="utf-8"))
+            if _CODE.fullmatch(anchor.upper())}
+
+
+def test_the_readings_page_defines_the_codes() -> None:
+    codes = _defined_codes()
+    assert {f"E{n}" for n in range(1, 18)} <= codes
+    assert {"W1", "S3", "S12", "Q7"} <= codes
+
+
+def test_every_short_code_is_defined_on_the_readings_page() -> None:
+    defined = _defined_codes()
+    undefined = [
+        f"{path.relative_to(ROOT)}:{number}: {code}"
+        for path in _repository_files()
+        if (text := _text(path)) is not None
+        for number, line in enumerate(text.splitlines(), 1)
+        for code in _CODE.findall(line)
+        if code not in defined
+    ]
+    assert undefined == [], f"short codes docs/guides/api-readings.md does not define: {undefined}"
+
+
+def test_nothing_cites_a_document_outside_the_repository() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {what}: "
+        f"{match.group(0)!r}"
+        for path in _repository_files()
+        if (text := _text(path)) is not None
+        for what, pattern in _OUTSIDE.items()
+        for match in pattern.finditer(text)  # whole text: a phrase may wrap
+    ]
+    assert found == [], "\n".join(found)
+
+
+def test_links_into_the_readings_page_name_an_anchor_of_it() -> None:
+    anchors = _readings_anchors()
+    broken = [
+        f"{path.relative_to(ROOT)}: #{anchor}"
+        for path in _repository_files()
+        if (text := _text(path)) is not None
+        for anchor in _READINGS_LINK.findall(text)
+        if anchor not in anchors
+    ]
+    assert broken == []
+
+
+_CODE_SPAN = re.compile(r"(?ms)^\s*(```|~~~).*?^\s*\1|``[^`]*``|`[^`\n]*`")
+_MARKDOWN_LINK = re.compile(
+    r"(?m)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|^\s*\[[^\]]+\]:\s*(\S+)"
+)
+
+
+def _relative_link_targets(path: Path) -> list[str]:
+    text = _CODE_SPAN.sub("", path.read_text(encoding="utf-8"))
+    targets = [inline or reference for inline, reference in _MARKDOWN_LINK.findall(text)]
+    return [t for t in targets if not re.match(r"(?i)^(?:[a-z][a-z0-9+.-]*:|#|//)", t)]
+
+
+def test_every_relative_link_in_the_docs_resolves_to_a_file() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = [
+        f"{page.relative_to(ROOT)}: {target}"
+        for page in pages
+        for target in _relative_link_targets(page)
+        if not (page.parent / target.split("#")[0].split("?")[0]).exists()
+    ]
+    assert broken == [], broken

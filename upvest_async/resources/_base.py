@@ -85,9 +85,9 @@ def list_filters(
 ) -> dict[str, str | int]:
     """Query parameters common to E1, E5 and E9 (S4), checked before sending.
 
-    ``sort``: the one value the seed allows per endpoint; ``order``: ``ASC`` only (the query
+    ``sort``: the one value the reference allows per endpoint; ``order``: ``ASC`` only (the query
     enum of S4; ``meta.order`` may say ``DESC``, Q9); ``start_date`` / ``end_date``: RFC 3339
-    (the seed gives no format and does not say which timestamp they filter, Q17).
+    (the reference gives no format and does not say which timestamp they filter, Q17).
     """
     params: dict[str, str | int] = {}
     if sort is not None:

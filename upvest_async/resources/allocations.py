@@ -1,4 +1,4 @@
-"""``client.portfolios.allocations``: model portfolios (E1 to E4, seed 001)."""
+"""``client.portfolios.allocations``: model portfolios (E1 to E4)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class Allocations(Resource):
         """Replace an allocation's items (and ``name`` when given): ``PUT
         /portfolios/allocations/{allocation_id}`` (E4), scope ``portfolios:admin``.
 
-        The seed prints no ``idempotency-key`` on this PUT (Q15); the SDK sends one anyway,
+        The reference prints no ``idempotency-key`` on this PUT (Q15); the SDK sends one anyway,
         like on every write, so retries stay safe."""
         target = check_uuid("allocation_id", allocation_id)
         body: dict[str, Any] = {"allocation": check_allocation_items("allocation", allocation)}

@@ -1,5 +1,5 @@
 """``client.portfolios.configurations``: portfolio configurations of accounts (E5 to E8,
-seed 001; E6 also seed 000)."""
+https://docs.upvest.co/api/Portfolios)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Configurations(Resource):
         """List configurations: ``GET /portfolios/configurations`` (E5), scope
         ``portfolios:read``.
 
-        Filters ``account_id`` and ``allocation_id`` (the seed prints them without uuid format,
+        Filters ``account_id`` and ``allocation_id`` (the reference prints them without uuid format,
         Q17; the SDK requires UUIDs); ``sort``: ``account_id``; ``order``: ``ASC``;
         ``start_date``/``end_date``: RFC 3339. Returns an async iterator of
         :class:`PortfoliosConfiguration`.
@@ -70,7 +70,7 @@ class Configurations(Resource):
         **options: Unpack[RequestOptions],
     ) -> PortfoliosConfiguration:
         """Configure an account's portfolio: ``POST /portfolios/configurations`` (E6; 200 per
-        seed 000), scope ``portfolios:admin``. Raises :class:`~upvest_async.ConflictError` when
+        the reference), scope ``portfolios:admin``. Raises :class:`~upvest_async.ConflictError` when
         the account already has a configuration."""
         body: dict[str, Any] = {
             "account_id": check_uuid("account_id", account_id),

@@ -1,5 +1,5 @@
 """``client.portfolios.orders`` and ``client.portfolios.liquidation_requests``: portfolio
-orders (E9, E10, E12, E13) and the liquidation request that creates one (E11), seed 001."""
+orders (E9, E10, E12, E13) and the liquidation request that creates one (E11)."""
 
 from __future__ import annotations
 
@@ -75,9 +75,9 @@ class Orders(Resource):
         ``portfolios:admin``.
 
         ``cash_amount``: a decimal string or :class:`~decimal.Decimal` in ``currency`` (floats
-        are refused); ``side``: ``BUY`` or ``SELL``; ``currency``: ``EUR`` (required by the seed,
-        sent explicitly); ``post_tax``: whether the amount is post-tax (left out when ``None``;
-        the API's default is ``false``).
+        are refused); ``side``: ``BUY`` or ``SELL``; ``currency``: ``EUR`` (required by the
+        reference, sent explicitly); ``post_tax``: whether the amount is post-tax (left out when
+        ``None``; the API's default is ``false``).
         """
         body: dict[str, Any] = {
             "user_id": check_uuid("user_id", user_id),
@@ -111,7 +111,7 @@ class Orders(Resource):
         **options: Unpack[RequestOptions],
     ) -> None:
         """Cancel a portfolio order: ``DELETE /portfolios/orders/{portfolio_order_id}`` (E13),
-        scope ``portfolios:admin``. Returns nothing on success (the seed prints no body, Q3).
+        scope ``portfolios:admin``. Returns nothing on success (the reference prints no body, Q3).
         Raises :class:`~upvest_async.ConflictError` when the order can no longer be cancelled
         (the sandbox allows it while ``NEW``)."""
         order_id = check_uuid("portfolio_order_id", portfolio_order_id)

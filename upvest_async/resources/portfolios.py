@@ -1,4 +1,4 @@
-"""``client.portfolios``: the Portfolios API (seed 001; E6 also seed 000), endpoints E1 to E15.
+"""``client.portfolios``: the Portfolios API (docs.upvest.co/api/Portfolios), endpoints E1 to E15.
 
 Every method checks its input before sending (:class:`~upvest_async.InvalidInputError` naming the
 field and the rule; nothing is sent then). Optional fields left as ``None`` are left out of

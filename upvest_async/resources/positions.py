@@ -1,4 +1,4 @@
-"""``client.positions``: E16 and E17 (seed 002), and streaming exports of many accounts:
+"""``client.positions``: E16 and E17, and streaming exports of many accounts:
 :meth:`Positions.export` (typed positions, in order) and :meth:`Positions.export_records` (the
 API's own objects per account, as the command line writes them)."""
 
@@ -125,8 +125,9 @@ class Positions(Resource):
     ) -> Position:
         """Retrieve one position: ``GET /accounts/{account_id}/positions/{instrument_id}`` (E17).
 
-        ``instrument_id``: ``isin:<ISIN>`` or ``uuid:<UUID>`` (seed 002's URN forms, optionally
-        ``urn:`` first); a bare ISIN or UUID is prefixed for you. Raises
+        ``instrument_id``: ``isin:<ISIN>`` or ``uuid:<UUID>`` (the URN forms of
+        Upvest's Positions reference, optionally ``urn:`` first); a bare ISIN or UUID is prefixed
+        for you. Raises
         :class:`~upvest_async.InvalidInputError` before sending for malformed ids, and
         :class:`~upvest_async.NotFoundError` when the account holds no such position, and
         :class:`~upvest_async.ResponseValidationError` for a body that is not a position.

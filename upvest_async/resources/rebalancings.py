@@ -1,4 +1,4 @@
-"""``client.portfolios.rebalancings``: rebalancing executions (E14, E15, seed 001). The bulk
+"""``client.portfolios.rebalancings``: rebalancing executions (E14, E15). The bulk
 trigger of many accounts is a job above the client: :func:`upvest_async.jobs.trigger_many`."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Executions(Resource):
         ``portfolios:admin``.
 
         Give exactly one of ``accounts`` (account uuids) or ``allocations`` (allocation uuids),
-        non-empty: the seed prints the two shapes without saying whether both may be sent, and
+        non-empty: the reference prints the two shapes without saying whether both may be sent, and
         its examples send one (Q20), so the SDK treats them as mutually exclusive.
         Returns the execution id (:class:`TriggeredRebalancing`).
         """

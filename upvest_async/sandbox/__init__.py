@@ -21,7 +21,7 @@ tests against it instead of being repeated by it. It could be its own distributi
 It can also be an unreliable server (:mod:`.faults`): ``Sandbox(faults=Faults(seed=1,
 server_error_rate=0.2, lost_response_rate=0.1))`` answers random 5xx and 429s, resets
 connections, loses the answers of writes it performed, or answers slowly, deterministically from
-the seed; ``sandbox.state.faults`` can be replaced at run time and ``sandbox.counters`` counts
+its ``seed``; ``sandbox.state.faults`` can be replaced at run time and ``sandbox.counters`` counts
 what was injected and whether anything was created twice.
 
 It limits the access rate per client as Upvest does: ``Sandbox(rate_limit=50)`` keeps one token

@@ -1,5 +1,5 @@
 """Request bodies of the sandbox's mutating Portfolios endpoints (E2, E4, E6, E8, E10, E11,
-E14): JSON parsing, field types, uuid formats and the seed's patterns.
+E14): JSON parsing, field types, uuid formats and the reference's patterns.
 
 Every failure raises a 400 :class:`~.problems.Problem` whose ``detail`` starts with the field path,
 e.g. ``allocation[1].weight: does not match ^(100|[0-9]{1,2}(\\.[0-9]{1,5})?)$``. Rules:
@@ -7,7 +7,7 @@ e.g. ``allocation[1].weight: does not match ^(100|[0-9]{1,2}(\\.[0-9]{1,5})?)$``
 - the body is a JSON object sent as ``content-type: application/json``;
 - unknown fields and wrong JSON types (``null`` included) are refused;
 - uuid fields are canonical 8-4-4-4-12 hex strings (either case) and are stored lower-case;
-- patterns are the seed's, verbatim and matched against the whole value (so, per Q8,
+- patterns are the reference's, verbatim and matched against the whole value (so, per Q8,
   ``cash_amount`` accepts ``""`` and ``".5"``; per Q7 ``weight`` is not summed).
 """
 
@@ -41,9 +41,9 @@ __all__ = [
     "read_json",
 ]
 
-#: S7 ``weight``, seed 001 L1052 (Q7: reads like 0..100, examples are fractions of 1).
+#: S7 ``weight``, the reference (Q7: reads like 0..100, examples are fractions of 1).
 WEIGHT_PATTERN: Final = re.compile(r"^(100|[0-9]{1,2}(\.[0-9]{1,5})?)$")
-#: S10 ``cash_amount``, seed 001 L7009-7076 (Q8: accepts ``""`` and ``".5"``).
+#: S10 ``cash_amount``, the reference (Q8: accepts ``""`` and ``".5"``).
 CASH_AMOUNT_PATTERN: Final = re.compile(r"^[0-9]{0,63}(\.[0-9]{1,27})?$")
 #: S7 ``instrument_id`` when ``instrument_id_type`` is ``ISIN``.
 ISIN_PATTERN: Final = re.compile(r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")
@@ -201,7 +201,7 @@ class ObjectReader:
 @attrs.frozen
 class AllocationItem:
     """S7: ``instrument_id`` (matching its type), ``instrument_id_type`` (``ISIN`` default or
-    ``UPVEST``), ``weight`` (decimal string, seed pattern, Q7)."""
+    ``UPVEST``), ``weight`` (decimal string, reference's pattern, Q7)."""
 
     instrument_id: str
     instrument_id_type: str
@@ -222,7 +222,7 @@ class AllocationItem:
 
 @attrs.frozen
 class AllocationBody:
-    """E2 / E4 body (seed 001 L990-1056, L2397-2463): ``name`` (optional string) and
+    """E2 / E4 body: ``name`` (optional string) and
     ``allocation`` (non-empty array of S7 items)."""
 
     name: str | None
@@ -242,7 +242,7 @@ class AllocationBody:
 
 @attrs.frozen
 class ConfigurationBody:
-    """E6 body (seed 001 L4033-4063, seed 000): ``account_id``, ``allocation_id`` (uuids,
+    """E6 body: ``account_id``, ``allocation_id`` (uuids,
     required), ``rebalancing_strategy_ids`` (array of uuids, default ``[]``)."""
 
     account_id: str
@@ -261,7 +261,7 @@ class ConfigurationBody:
 
 @attrs.frozen
 class ConfigurationPatch:
-    """E8 body (seed 001 L5365-5383): ``allocation_id`` and ``rebalancing_strategy_ids``, both
+    """E8 body: ``allocation_id`` and ``rebalancing_strategy_ids``, both
     optional; ``None`` means "leave as it is"."""
 
     allocation_id: str | None
@@ -278,8 +278,8 @@ class ConfigurationPatch:
 
 @attrs.frozen
 class OrderBody:
-    """E10 body (seed 001 L7009-7076): ``user_id``, ``account_id`` (uuids), ``cash_amount``
-    (decimal string, seed pattern, Q8), ``currency`` (``EUR``; absent means ``EUR``, Q14),
+    """E10 body: ``user_id``, ``account_id`` (uuids), ``cash_amount``
+    (decimal string, reference's pattern, Q8), ``currency`` (``EUR``; absent means ``EUR``, Q14),
     ``side`` (``BUY``/``SELL``), ``post_tax`` (boolean, default ``false``)."""
 
     user_id: str
@@ -306,7 +306,7 @@ class OrderBody:
 
 @attrs.frozen
 class LiquidationBody:
-    """E11 body (seed 001 L7871-7881): ``user_id`` (uuid, required), nothing else."""
+    """E11 body: ``user_id`` (uuid, required), nothing else."""
 
     user_id: str
 
@@ -317,7 +317,7 @@ class LiquidationBody:
 
 @attrs.frozen
 class ExecutionBody:
-    """E14 body (seed 001 L9918-9956): exactly one of ``accounts`` or ``allocations``, a
+    """E14 body: exactly one of ``accounts`` or ``allocations``, a
     non-empty array of uuids (Q20 read as a strict one-of: both or neither is a 400)."""
 
     accounts: list[str] | None

@@ -1,7 +1,7 @@
 """Idempotency keys of the sandbox's mutating Portfolios endpoints (S1 ``idempotency-key``).
 
 The ``idempotency-key`` header (a uuid) is required on E2, E6, E8, E10, E11 and E14 and honoured
-when present on E4 and E13, which the seed prints without it (Q15). Keys are scoped per
+when present on E4 and E13, which the reference prints without it (Q15). Keys are scoped per
 ``upvest-client-id``; a request's fingerprint is its method, raw path with query and the
 SHA-256 of its body. With a key already claimed:
 

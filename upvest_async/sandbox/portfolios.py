@@ -1,17 +1,17 @@
-"""The sandbox's Portfolios API (seed 001, E1 to E15; E6 also seed 000): handlers and routes
+"""The sandbox's Portfolios API (E1 to E15 of docs/guides/api-readings.md): handlers and routes
 over the in-memory :class:`~.store.PortfolioStore`.
 
-Decisions beyond the seed (which prints no success statuses, Q3):
+Decisions beyond the reference (which prints no success statuses, Q3):
 
 - every success is 200 ``application/json`` except E13 DELETE, 204 without a body;
 - timestamps are ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, 3 fractional digits; Q16), strictly
   increasing across writes so an update always changes ``updated_at``; ids are lower-case uuid4;
 - lists (E1, E5, E9) take ``offset``/``limit`` (:func:`~.listing.paging`), ``sort`` (only the
-  seed's single value), ``order`` (only ``ASC``, Q9), ``start_date``/``end_date`` (RFC 3339,
+  reference's single value), ``order`` (only ``ASC``, Q9), ``start_date``/``end_date`` (RFC 3339,
   inclusive, on ``created_at``; Q17), and their filters; anything malformed is a 400. The E5
-  filters must be uuids too although the seed prints them as plain strings (Q17);
-- a malformed uuid in the path is a 400 on the endpoints whose seed lists 400 (E4, E8, E11) and
-  a 404 on the others (E3, E7, E12, E13, E15; Q5);
+  filters must be uuids too although the reference prints them as plain strings (Q17);
+- a malformed uuid in the path is a 400 on the endpoints whose page lists 400 (E4, E8, E11) and a
+  404 on the others (E3, E7, E12, E13, E15; Q5);
 - request bodies are validated by :mod:`.bodies`; syntax is checked before state, so a bad body
   for an unknown resource is a 400, a good one a 404;
 - mutating handlers go through :func:`~.idempotency.idempotent` (key required on E2, E6, E8,
@@ -97,7 +97,7 @@ def _page(
 
 
 async def list_allocations(request: web.Request) -> web.Response:
-    """E1 ``GET /portfolios/allocations`` (seed 001 L9): S8 items sorted by ``id``; filter
+    """E1 ``GET /portfolios/allocations``: S8 items sorted by ``id``; filter
     ``instrument_ids`` (comma-separated; an allocation matches when any item's
     ``instrument_id`` is listed)."""
     items: Iterable[dict[str, Any]] = _store(request).allocations.values()
@@ -112,21 +112,21 @@ async def list_allocations(request: web.Request) -> web.Response:
 
 @idempotent(required=True)
 async def create_allocation(request: web.Request) -> web.Response:
-    """E2 ``POST /portfolios/allocations`` (seed 001 L886): body ``name``?, ``allocation``;
+    """E2 ``POST /portfolios/allocations``: body ``name``?, ``allocation``;
     answers the S8 allocation."""
     body = AllocationBody.parse(await read_json(request))
     return json_response(_store(request).create_allocation(body))
 
 
 async def retrieve_allocation(request: web.Request) -> web.Response:
-    """E3 ``GET /portfolios/allocations/{allocation_id}`` (seed 001 L1664): S8; 404."""
+    """E3 ``GET /portfolios/allocations/{allocation_id}``: S8; 404."""
     allocation_id = _path_uuid(request, "allocation_id", 404)
     return json_response(_store(request).allocation(allocation_id))
 
 
 @idempotent(required=False)
 async def update_allocation(request: web.Request) -> web.Response:
-    """E4 ``PUT /portfolios/allocations/{allocation_id}`` (seed 001 L2296): body as E2;
+    """E4 ``PUT /portfolios/allocations/{allocation_id}``: body as E2;
     replaces the items (and the name when given); answers S8; 404 for an unknown id."""
     allocation_id = _path_uuid(request, "allocation_id", 400)
     body = AllocationBody.parse(await read_json(request))
@@ -134,7 +134,7 @@ async def update_allocation(request: web.Request) -> web.Response:
 
 
 async def list_configurations(request: web.Request) -> web.Response:
-    """E5 ``GET /portfolios/configurations`` (seed 001 L3089): S9 items sorted by
+    """E5 ``GET /portfolios/configurations``: S9 items sorted by
     ``account_id``; filters ``account_id``, ``allocation_id`` (uuids, exact match)."""
     items: Iterable[dict[str, Any]] = _store(request).configurations.values()
     for name in ("account_id", "allocation_id"):
@@ -146,22 +146,22 @@ async def list_configurations(request: web.Request) -> web.Response:
 
 @idempotent(required=True)
 async def create_configuration(request: web.Request) -> web.Response:
-    """E6 ``POST /portfolios/configurations`` (seed 001 L3929, seed 000): body
+    """E6 ``POST /portfolios/configurations``: body
     ``account_id``, ``allocation_id``, ``rebalancing_strategy_ids``?; answers S9 (200 as in
-    seed 000); 404 unknown allocation; 409 account already configured."""
+    the reference); 404 unknown allocation; 409 account already configured."""
     body = ConfigurationBody.parse(await read_json(request))
     return json_response(_store(request).create_configuration(body))
 
 
 async def retrieve_configuration(request: web.Request) -> web.Response:
-    """E7 ``GET /portfolios/configurations/{account_id}`` (seed 001 L4614): S9; 404."""
+    """E7 ``GET /portfolios/configurations/{account_id}``: S9; 404."""
     account_id = _path_uuid(request, "account_id", 404)
     return json_response(_store(request).configuration(account_id))
 
 
 @idempotent(required=True)
 async def update_configuration(request: web.Request) -> web.Response:
-    """E8 ``PATCH /portfolios/configurations/{account_id}`` (seed 001 L5251): body
+    """E8 ``PATCH /portfolios/configurations/{account_id}``: body
     ``allocation_id``?, ``rebalancing_strategy_ids``?; answers S9; 404 when none."""
     account_id = _path_uuid(request, "account_id", 400)
     patch = ConfigurationPatch.parse(await read_json(request))
@@ -169,7 +169,7 @@ async def update_configuration(request: web.Request) -> web.Response:
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    """E9 ``GET /portfolios/orders`` (seed 001 L5925): S10 items sorted by ``id``; filters
+    """E9 ``GET /portfolios/orders``: S10 items sorted by ``id``; filters
     ``account_id``, ``allocation_id`` (uuids, exact match)."""
     items: Iterable[dict[str, Any]] = _store(request).orders.values()
     for name in ("account_id", "allocation_id"):
@@ -181,7 +181,7 @@ async def list_orders(request: web.Request) -> web.Response:
 
 @idempotent(required=True)
 async def create_order(request: web.Request) -> web.Response:
-    """E10 ``POST /portfolios/orders`` (seed 001 L6905): body ``user_id``, ``account_id``,
+    """E10 ``POST /portfolios/orders``: body ``user_id``, ``account_id``,
     ``cash_amount``, ``currency``?, ``side``, ``post_tax``?; answers S10 (status NEW,
     ``type`` = ``side``, ``orders`` []); 404 when the account has no configuration."""
     body = OrderBody.parse(await read_json(request))
@@ -190,7 +190,7 @@ async def create_order(request: web.Request) -> web.Response:
 
 @idempotent(required=True)
 async def create_liquidation(request: web.Request) -> web.Response:
-    """E11 ``POST /portfolios/{account_id}/liquidation_request`` (seed 001 L7757): body
+    """E11 ``POST /portfolios/{account_id}/liquidation_request``: body
     ``user_id``; answers an S10 order of ``type`` LIQUIDATION; 404 without configuration."""
     account_id = _path_uuid(request, "account_id", 400)
     body = LiquidationBody.parse(await read_json(request))
@@ -198,14 +198,14 @@ async def create_liquidation(request: web.Request) -> web.Response:
 
 
 async def retrieve_order(request: web.Request) -> web.Response:
-    """E12 ``GET /portfolios/orders/{portfolio_order_id}`` (seed 001 L8551): S10; 404."""
+    """E12 ``GET /portfolios/orders/{portfolio_order_id}``: S10; 404."""
     order_id = _path_uuid(request, "portfolio_order_id", 404)
     return json_response(_store(request).order(order_id))
 
 
 @idempotent(required=False)
 async def cancel_order(request: web.Request) -> web.Response:
-    """E13 ``DELETE /portfolios/orders/{portfolio_order_id}`` (seed 001 L9298): 204 without a
+    """E13 ``DELETE /portfolios/orders/{portfolio_order_id}``: 204 without a
     body (Q3); 409 unless the order is NEW; 404 for an unknown id."""
     order_id = _path_uuid(request, "portfolio_order_id", 404)
     _store(request).cancel_order(order_id)
@@ -214,7 +214,7 @@ async def cancel_order(request: web.Request) -> web.Response:
 
 @idempotent(required=True)
 async def create_execution(request: web.Request) -> web.Response:
-    """E14 ``POST /portfolios/rebalancings/executions`` (seed 001 L9814): body ``accounts``
+    """E14 ``POST /portfolios/rebalancings/executions``: body ``accounts``
     or ``allocations`` (exactly one, Q20); answers ``{"id": <execution id>}``; 404 for
     unknown accounts or allocations."""
     body = ExecutionBody.parse(await read_json(request))
@@ -222,7 +222,7 @@ async def create_execution(request: web.Request) -> web.Response:
 
 
 async def retrieve_execution(request: web.Request) -> web.Response:
-    """E15 ``GET /portfolios/rebalancings/executions/{execution_id}`` (seed 001 L10457): S13
+    """E15 ``GET /portfolios/rebalancings/executions/{execution_id}``: S13
     with only the key the trigger used; 404."""
     execution_id = _path_uuid(request, "execution_id", 404)
     return json_response(_store(request).execution(execution_id))

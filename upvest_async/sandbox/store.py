@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 __all__ = ["ORDER_STATUSES", "SEED_TIMESTAMP", "PortfolioStore", "StoreObserver",
            "format_timestamp", "parse_timestamp"]
 
-#: S10 ``status`` values (seed 001 L7093-7266).
+#: S10 ``status`` values.
 ORDER_STATUSES: Final = ("NEW", "SUBMITTED", "PROCESSING", "FILLED", "CANCELLED")
-#: ``created_at``/``updated_at`` of the seeded allocations (the seed examples' moment).
+#: ``created_at``/``updated_at`` of the seeded allocations (the reference examples' moment).
 SEED_TIMESTAMP: Final = "2021-07-21T14:10:00.000Z"
-#: S7 weights of the seeded allocations by item count, as in the seed examples (Q7).
+#: S7 weights of the seeded allocations by item count, as in the reference examples (Q7).
 _SEED_WEIGHTS: Final = {2: ("0.6", "0.4"), 3: ("0.5", "0.25", "0.25")}
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"

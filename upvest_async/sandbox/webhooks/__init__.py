@@ -1,4 +1,4 @@
-"""Upvest's webhook sending side, in the embedded sandbox (WEBHOOKS.md).
+"""Upvest's webhook sending side, in the embedded sandbox (docs/guides/api-readings.md).
 
 - :mod:`.keys`: the sandbox's own P-521 key pairs (JWKS at ``GET /auth/verify_keys``, rotation);
 - :mod:`.signer`: Upvest's v6 signatures (signature base, ``digest``, params and signing:

@@ -1,4 +1,4 @@
-"""Webhook events of the Portfolios and Positions APIs (WEBHOOKS.md "Events"): their types and
+"""Webhook events of the Portfolios and Positions APIs (api-readings.md, "Events"): their types and
 the event envelope ``id``, ``created_at``, ``type``, ``object``, ``webhook_id``."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The sandbox's webhook signing keys (Upvest's side, distinct from the client's signing key):
 ECDSA P-521 key pairs with a key id, published as a JWKS at ``GET /auth/verify_keys``.
 
-Source: WEBHOOKS.md "Keys" (API reference "Webhook Subscriptions", "Get signing keys"); the
+Source: api-readings.md, "Keys" (API reference "Webhook Subscriptions", "Get signing keys"); the
 JWKS shape is the one of ``webhooks_v6_fixtures/jwks.json`` (RFC 7517, RFC 7518 section 6.2).
 """
 

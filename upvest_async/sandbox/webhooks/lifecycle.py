@@ -11,8 +11,8 @@
   :mod:`.trading` describes, one ``POSITION.UPDATED`` (object: the E17 position after the
   change) per changed position, emitted before ``PORTFOLIO_ORDER.FILLED``; an order changes
   positions once, even if moved to ``FILLED`` again by hand. Only accounts of the generated
-  tenant hold positions; orders of other accounts change none. A status the seed lists but
-  WEBHOOKS.md does not (``SUBMITTED``, set by hand) is emitted as
+  tenant hold positions; orders of other accounts change none. A status the reference lists but
+  the readings page's event list does not (``SUBMITTED``, set by hand) is emitted as
   ``PORTFOLIO_ORDER.SUBMITTED`` too;
 - with ``fill_seconds`` set, every order created moves on its own: ``NEW`` for half of
   ``fill_seconds``, then ``PROCESSING``, then ``FILLED`` after the other half (unless it was

@@ -1,5 +1,5 @@
-"""Webhook subscriptions of the sandbox: the resource of ``/webhooks`` (WEBHOOKS.md
-"Delivery"; API reference "Webhook Subscriptions") and the loopback rule for their URLs.
+"""Webhook subscriptions of the sandbox: the resource of ``/webhooks`` (docs/guides/api-readings.md,
+webhooks; API reference "Webhook Subscriptions") and the loopback rule for their URLs.
 
 A subscription: ``id`` (uuid), ``created_at``/``updated_at`` (RFC 3339), ``title``, ``url``,
 ``type`` (event categories such as ``POSITION``, ``PORTFOLIO_ORDER``, exact event types, or
