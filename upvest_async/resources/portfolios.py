@@ -1,4 +1,5 @@
-"""``client.portfolios``: the Portfolios API (docs.upvest.co/api/Portfolios), endpoints E1 to E15.
+"""``client.portfolios``: the Portfolios API (https://docs.upvest.co/api/Portfolios), endpoints
+E1 to E15 of docs/guides/api-readings.md.
 
 Every method checks its input before sending (:class:`~upvest_async.InvalidInputError` naming the
 field and the rule; nothing is sent then). Optional fields left as ``None`` are left out of

@@ -41,9 +41,9 @@ __all__ = [
     "read_json",
 ]
 
-#: S7 ``weight``, the reference (Q7: reads like 0..100, examples are fractions of 1).
+#: S7 ``weight`` (Q7: reads like 0..100, examples are fractions of 1).
 WEIGHT_PATTERN: Final = re.compile(r"^(100|[0-9]{1,2}(\.[0-9]{1,5})?)$")
-#: S10 ``cash_amount``, the reference (Q8: accepts ``""`` and ``".5"``).
+#: S10 ``cash_amount`` (Q8: accepts ``""`` and ``".5"``).
 CASH_AMOUNT_PATTERN: Final = re.compile(r"^[0-9]{0,63}(\.[0-9]{1,27})?$")
 #: S7 ``instrument_id`` when ``instrument_id_type`` is ``ISIN``.
 ISIN_PATTERN: Final = re.compile(r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")

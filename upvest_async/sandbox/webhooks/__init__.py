@@ -1,4 +1,5 @@
-"""Upvest's webhook sending side, in the embedded sandbox (docs/guides/api-readings.md).
+"""Upvest's webhook sending side, in the embedded sandbox (W1 to W12 of
+docs/guides/api-readings.md).
 
 - :mod:`.keys`: the sandbox's own P-521 key pairs (JWKS at ``GET /auth/verify_keys``, rotation);
 - :mod:`.signer`: Upvest's v6 signatures (signature base, ``digest``, params and signing:

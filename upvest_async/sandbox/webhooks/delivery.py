@@ -1,4 +1,4 @@
-"""Delivery of webhook events as Upvest does it (api-readings.md, "Delivery").
+"""Delivery of webhook events as Upvest does it (W2 of docs/guides/api-readings.md).
 
 Per subscription one queue and one worker task. The worker waits the subscription's delay
 (times ``time_scale``), takes the oldest events (ordered by ``created_at``) up to ``batch_size``
@@ -243,7 +243,7 @@ class Dispatcher:
         url = URL(subscription.url)
         headers = {"content-type": "application/json"}
         headers.update(sign_webhook(
-            # Upvest's signer covers the decoded path and the raw query (reading W6).
+            # Upvest's signer covers the decoded path and the raw query (W6, W11).
             self.keys.current, method="POST", path=url.path, query=url.raw_query_string,
             headers=headers, body=body, created=int(self.clock()),
         ))

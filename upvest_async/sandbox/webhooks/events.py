@@ -1,5 +1,5 @@
-"""Webhook events of the Portfolios and Positions APIs (api-readings.md, "Events"): their types and
-the event envelope ``id``, ``created_at``, ``type``, ``object``, ``webhook_id``."""
+"""Webhook events of the Portfolios and Positions APIs (W3 of docs/guides/api-readings.md):
+their types and the event envelope ``id``, ``created_at``, ``type``, ``object``, ``webhook_id``."""
 
 from __future__ import annotations
 

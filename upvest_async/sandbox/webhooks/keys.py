@@ -1,8 +1,9 @@
 """The sandbox's webhook signing keys (Upvest's side, distinct from the client's signing key):
 ECDSA P-521 key pairs with a key id, published as a JWKS at ``GET /auth/verify_keys``.
 
-Source: api-readings.md, "Keys" (API reference "Webhook Subscriptions", "Get signing keys"); the
-JWKS shape is the one of ``webhooks_v6_fixtures/jwks.json`` (RFC 7517, RFC 7518 section 6.2).
+Source: W7 of docs/guides/api-readings.md (https://docs.upvest.co/api/Webhook-Subscriptions,
+"Get signing keys"); the JWKS shape is the one of
+``webhooks_v6_fixtures/jwks.json`` (RFC 7517, RFC 7518 section 6.2).
 """
 
 from __future__ import annotations

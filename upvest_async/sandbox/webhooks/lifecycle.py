@@ -12,7 +12,7 @@
   change) per changed position, emitted before ``PORTFOLIO_ORDER.FILLED``; an order changes
   positions once, even if moved to ``FILLED`` again by hand. Only accounts of the generated
   tenant hold positions; orders of other accounts change none. A status the reference lists but
-  the readings page's event list does not (``SUBMITTED``, set by hand) is emitted as
+  the event list of W3 does not (``SUBMITTED``, set by hand) is emitted as
   ``PORTFOLIO_ORDER.SUBMITTED`` too;
 - with ``fill_seconds`` set, every order created moves on its own: ``NEW`` for half of
   ``fill_seconds``, then ``PROCESSING``, then ``FILLED`` after the other half (unless it was

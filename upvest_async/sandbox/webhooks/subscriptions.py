@@ -1,5 +1,6 @@
-"""Webhook subscriptions of the sandbox: the resource of ``/webhooks`` (docs/guides/api-readings.md,
-webhooks; API reference "Webhook Subscriptions") and the loopback rule for their URLs.
+"""Webhook subscriptions of the sandbox: the resource of ``/webhooks`` (W4 of
+docs/guides/api-readings.md; https://docs.upvest.co/api/Webhook-Subscriptions) and the
+loopback rule for their URLs.
 
 A subscription: ``id`` (uuid), ``created_at``/``updated_at`` (RFC 3339), ``title``, ``url``,
 ``type`` (event categories such as ``POSITION``, ``PORTFOLIO_ORDER``, exact event types, or
