@@ -5,6 +5,7 @@ rollback, SQLite's settings, and every transient failure as DatabaseUnavailableE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ async def test_the_blocks_own_errors_are_not_the_databases(database_url: str) ->
 async def test_sqlite_runs_in_wal_mode_with_immediate_transactions(sqlite_url: str) -> None:
     async with open_database(sqlite_url, busy_timeout=0.3) as db:
         path = sqlite_url.removeprefix("sqlite:///")
-        with sqlite3.connect(path) as raw:
+        with contextlib.closing(sqlite3.connect(path)) as raw:
             assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         async with db.transaction():
             # BEGIN IMMEDIATE: the write lock is held from the start, even before a write.
