@@ -40,28 +40,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import UpvestError
 from ..models import Position
-from ..models.positions import PositionRecord
 from ..models.webhooks import WebhookEvent, WebhookEventType
 from ..resources.positions import DEFAULT_EXPORT_CONCURRENCY
 from ..storage import Database, DatabaseUnavailableError, positions_table
 from ..storage.database import transient_reason
-from ..storage.schema import ExactDecimal
 from ..validation import check_uuid
+from .mirror_sql import (
+    COLUMNS,
+    Row,
+    Staging,
+    dialect_insert,
+    sqlite_rows,
+    staged_row,
+    typed_column,
+    upsert,
+)
 
 if TYPE_CHECKING:
     from ..client import UpvestClient
@@ -76,13 +81,6 @@ _BATCH_ROWS = 10_000
 #: Batches waiting for the load's writer task at most (memory: about 1 KiB a row).
 _QUEUED = 2
 
-_KEY = ("account_id", "instrument_uuid")
-_NUMBERS = ("quantity", "available_for_trading", "locked_for_trading", "pending_settlement")
-_VALUES = ("isin", *_NUMBERS)
-_COLUMNS = (*_KEY, *_VALUES)
-
-#: A position as the load stages it: the API's own strings, in the order of :data:`_COLUMNS`.
-Row = tuple[str, str, str | None, str, str, str, str]
 
 
 @attrs.define
@@ -107,109 +105,6 @@ class LoadSummary:
         return self.positions / self.seconds if self.seconds > 0 else 0.0
 
 
-def _staged(record: PositionRecord) -> Row:
-    instrument = record["instrument"]
-    return (record["account_id"], instrument["uuid"], instrument.get("isin"),
-            record["quantity"], record["available_for_trading"],
-            record["locked_for_trading"], record["pending_settlement"])
-
-
-#: A decimal string already in the form SQLite's decimal column holds (fixed point, no
-#: leading zero, no negative zero; :class:`~upvest_async.storage.schema.ExactDecimal`): the
-#: API's usual form, kept as it is.
-_PLAIN_DECIMAL = re.compile(r"(?:-(?=[0-9.]*[1-9]))?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
-_DECIMAL_TEXT = ExactDecimal()
-_SQLITE = sqlite.dialect()
-
-
-def _sqlite_text(text: str) -> str:
-    """A decimal string of the API as SQLite's decimal column holds it (``"007"`` is
-    ``"7"``, ``".5"`` is ``"0.5"``, ``"-0"`` is ``"0"``)."""
-    if _PLAIN_DECIMAL.fullmatch(text):
-        return text
-    written: str = _DECIMAL_TEXT.process_bind_param(Decimal(text), _SQLITE)
-    return written
-
-
-def _sqlite_row(row: Row) -> Row:
-    return (row[0], row[1], row[2], _sqlite_text(row[3]), _sqlite_text(row[4]),
-            _sqlite_text(row[5]), _sqlite_text(row[6]))
-
-
-#: A line of text that is not a decimal in the form of :data:`_PLAIN_DECIMAL`.
-_ODD_LINE = re.compile(rf"^(?!{_PLAIN_DECIMAL.pattern}$)", re.MULTILINE)
-
-
-def _sqlite_rows(rows: Sequence[Row]) -> Sequence[Row]:
-    """``rows`` with their decimals as SQLite's decimal column holds them: the batch's
-    decimals are checked in one pass, and only a batch with a decimal in another form is
-    rewritten row by row."""
-    decimals = "\n".join([text for row in rows for text in row[3:]])
-    return rows if _ODD_LINE.search(decimals) is None else list(map(_sqlite_row, rows))
-
-
-def _insert(table: sa.Table, dialect: str) -> Any:
-    """The dialect's ``INSERT`` (with ``ON CONFLICT``) of ``table``."""
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-
-
-def _newer(table: sa.Table, excluded: Any) -> sa.ColumnElement[bool]:
-    """The ordering rule: the incoming row (``excluded``) is newer than ``table``'s."""
-    mine = sa.tuple_(*(table.c[name] for name in _NUMBERS))
-    theirs = sa.tuple_(*(excluded[name] for name in _NUMBERS))
-    return sa.or_(excluded.as_of > table.c.as_of,
-                  sa.and_(excluded.as_of == table.c.as_of, theirs > mine))
-
-
-def _upsert(statement: Any) -> Any:
-    """``statement`` (an insert into ``upvest_positions``) with the ordering rule on
-    conflict."""
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[positions_table.c[name] for name in _KEY],
-        set_={name: excluded[name] for name in (*_VALUES, "as_of")},
-        where=_newer(positions_table, excluded),
-    )
-
-
-def _typed(rows: sa.Table, name: str) -> sa.ColumnElement[Any]:
-    """A staged column as its ``upvest_positions`` type: a uuid in its canonical form
-    (lower case), a decimal as the API wrote it (``numeric`` on PostgreSQL)."""
-    column: sa.ColumnElement[Any] = rows.c[name]
-    if name in _KEY:
-        column = sa.func.lower(column)
-    return sa.cast(column, positions_table.c[name].type) if name != "isin" else column
-
-
-class _Staging:
-    """The load's temporary tables (of its own connection): ``rows``, the positions exported
-    as the API's strings (text columns, written fast); on PostgreSQL also ``typed``, the same
-    rows in ``upvest_positions``'s types, converted by the server batch by batch while the
-    export runs (so that the final transaction casts nothing); ``accounts``, the accounts
-    covered."""
-
-    def __init__(self, dialect: str) -> None:
-        self.metadata = sa.MetaData()
-        self.rows = sa.Table("upvest_positions_load", self.metadata,
-                             *(sa.Column(name, sa.Text()) for name in _COLUMNS),
-                             prefixes=["TEMPORARY"])
-        self.typed = sa.Table(
-            "upvest_positions_load_typed", self.metadata,
-            *(sa.Column(name, positions_table.c[name].type) for name in _COLUMNS),
-            prefixes=["TEMPORARY"]) if dialect == "postgresql" else None
-        self.accounts = sa.Table(
-            "upvest_positions_load_accounts", self.metadata,
-            sa.Column("account_id", positions_table.c.account_id.type, primary_key=True),
-            prefixes=["TEMPORARY"],
-        )
-
-    def source(self) -> list[sa.ColumnElement[Any]]:
-        """The staged columns of :data:`_COLUMNS` as ``upvest_positions`` types them."""
-        if self.typed is not None:
-            return [self.typed.c[name] for name in _COLUMNS]
-        return [_typed(self.rows, name) for name in _COLUMNS]
-
-
 class PositionsMirror:
     """The positions of accounts in ``upvest_positions`` of ``database`` (an open
     :class:`~upvest_async.storage.Database`, whose tables it created). See the module docs
@@ -227,7 +122,7 @@ class PositionsMirror:
                              f"{clock_margin!r}")
         self.database = database
         self.clock_margin = float(clock_margin)
-        self._apply = _upsert(_insert(positions_table, database.dialect))
+        self._apply = upsert(dialect_insert(positions_table, database.dialect))
 
     def __repr__(self) -> str:
         return f"PositionsMirror({self.database!r})"
@@ -290,7 +185,7 @@ class PositionsMirror:
                     ) -> None:
         """Write the export to the temporary tables, then replace the accounts in one
         transaction."""
-        staging = _Staging(self.database.dialect)
+        staging = Staging(self.database.dialect)
         await conn.run_sync(lambda sync: staging.metadata.create_all(sync))
         await conn.commit()
         await self._stage(conn, staging, [], [uuid.UUID(account) for account in accounts])
@@ -316,7 +211,7 @@ class PositionsMirror:
         try:
             batch: list[Row] = []
             async for account, positions in records:
-                batch.extend(map(_staged, positions))
+                batch.extend(map(staged_row, positions))
                 if len(batch) >= _BATCH_ROWS:
                     await put(batch)
                     batch = []
@@ -339,7 +234,7 @@ class PositionsMirror:
         # dropping them (a transaction of its own, a commit to wait for).
         await conn.invalidate()
 
-    async def _stage(self, conn: AsyncConnection, staging: _Staging, rows: Sequence[Row],
+    async def _stage(self, conn: AsyncConnection, staging: Staging, rows: Sequence[Row],
                      accounts: Sequence[uuid.UUID]) -> None:
         """Write ``rows`` and ``accounts`` to the temporary tables (committed: they live on
         this connection only): PostgreSQL's ``COPY``, then the server converts them to the
@@ -351,29 +246,29 @@ class PositionsMirror:
                 assert driver is not None
                 try:
                     await driver.copy_records_to_table(staging.rows.name, records=rows,
-                                                       columns=list(_COLUMNS))
+                                                       columns=list(COLUMNS))
                 except Exception as exc:  # the driver's own (SQLAlchemy does not wrap it)
                     if driver.is_closed():
                         raise DatabaseUnavailableError(self.database.url.target,
                                                        "connection lost") from exc
                     raise
                 await conn.execute(staging.typed.insert().from_select(
-                    list(_COLUMNS), sa.select(*(_typed(staging.rows, name)
-                                                for name in _COLUMNS))))
+                    list(COLUMNS), sa.select(*(typed_column(staging.rows, name)
+                                                for name in COLUMNS))))
                 # (TRUNCATE, not DELETE: a temporary table is never vacuumed, and the dead
                 # rows would be scanned again by every batch)
                 await conn.exec_driver_sql(f"TRUNCATE {staging.rows.name}")
             elif rows:
-                marks = ", ".join("?" * len(_COLUMNS))
+                marks = ", ".join("?" * len(COLUMNS))
                 await conn.exec_driver_sql(
-                    f"INSERT INTO {staging.rows.name} ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({marks})", _sqlite_rows(rows))
+                    f"INSERT INTO {staging.rows.name} ({', '.join(COLUMNS)}) "
+                    f"VALUES ({marks})", sqlite_rows(rows))
             if accounts:
                 await conn.execute(staging.accounts.insert(),
                                    [{"account_id": account} for account in accounts])
 
     @staticmethod
-    async def _merge(conn: AsyncConnection, staging: _Staging, as_of: datetime,
+    async def _merge(conn: AsyncConnection, staging: Staging, as_of: datetime,
                      summary: LoadSummary) -> None:
         """Replace the covered accounts in ``upvest_positions`` (in the caller's
         transaction): upsert every staged row by the ordering rule with ``as_of``, then
@@ -393,10 +288,10 @@ class PositionsMirror:
         source = sa.select(*staging.source(), stamp) \
             .where(sa.true())  # (SQLite: INSERT ... SELECT ... ON CONFLICT needs a WHERE)
         if first:
-            await conn.execute(sa.insert(table).from_select([*_COLUMNS, "as_of"], source))
+            await conn.execute(sa.insert(table).from_select([*COLUMNS, "as_of"], source))
             return
-        insert = _insert(table, conn.dialect.name).from_select([*_COLUMNS, "as_of"], source)
-        result = await conn.execute(_upsert(insert))
+        insert = dialect_insert(table, conn.dialect.name).from_select([*COLUMNS, "as_of"], source)
+        result = await conn.execute(upsert(insert))
         summary.kept = summary.positions - max(result.rowcount, 0)
         deleted = await conn.execute(sa.delete(table).where(covered, table.c.as_of < stamp))
         summary.deleted = max(deleted.rowcount, 0)
