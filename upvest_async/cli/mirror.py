@@ -187,7 +187,7 @@ def _unchanged(url: Any) -> str:
 
 async def _serve(url: Any, sock: Any, path: str, max_body_bytes: int,
                  settings: dict[str, Any]) -> None:
-    from ..webhooks.app import MalformedRequestFilter
+    from ..webhooks.logs import MalformedRequestFilter
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

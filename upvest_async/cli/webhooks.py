@@ -41,8 +41,9 @@ from ..webhooks import (
     MemoryEventStore,
     MemoryTransaction,
 )
-from ..webhooks.app import MalformedRequestFilter, WebhookReceiver
+from ..webhooks.app import WebhookReceiver
 from ..webhooks.events import dumps_json
+from ..webhooks.logs import MalformedRequestFilter
 from .common import EMBEDDED_SANDBOX, EXIT_USAGE, embedded_sandbox_option, resolve_target, stderr
 from .preflight import PreflightError, check_paths, shown
 

@@ -26,11 +26,9 @@ from ..models.webhooks import (
 )
 from .app import (
     DEFAULT_BODY_TIMEOUT,
-    DEFAULT_WARNING_INTERVAL,
     DEFAULT_WEBHOOK_PATH,
     RECEIVER_KEY,
     EventHandler,
-    MalformedRequestFilter,
     ReceiverStats,
     WebhookReceiver,
     webhook_app,
@@ -45,6 +43,7 @@ from .errors import (
 )
 from .events import MAX_BODY_DEPTH, MAX_EVENTS, dumps_json, parse_batch
 from .keys import KeyProvider, WebhookKeys, parse_jwks
+from .logs import DEFAULT_WARNING_INTERVAL, MalformedRequestFilter
 from .remote import KeyCache
 from .replay import ReplayCache
 from .store import EventStore, MemoryEventStore, MemoryTransaction

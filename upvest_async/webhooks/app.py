@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeAlias, TypeVar, overload
 
@@ -46,16 +45,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..models.webhooks import WebhookEvent
 from .errors import StoreUnavailableError, WebhookPayloadError, WebhookVerificationError
 from .events import parse_batch
+from .logs import DEFAULT_WARNING_INTERVAL, WarningThrottle
 from .store import EventStore, MemoryEventStore, MemoryTransaction
 from .verifier import DEFAULT_MAX_BODY_BYTES, VerifiedSignature, WebhookVerifier
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
-    "DEFAULT_WARNING_INTERVAL",
     "DEFAULT_WEBHOOK_PATH",
     "RECEIVER_KEY",
     "EventHandler",
-    "MalformedRequestFilter",
     "ReceiverStats",
     "WebhookReceiver",
     "webhook_app",
@@ -70,8 +68,6 @@ DEFAULT_WEBHOOK_PATH = "/webhooks/upvest"
 #: a slower one is answered 408 (8 MiB in 30 s is 280 KB/s, far below a server's link).
 DEFAULT_BODY_TIMEOUT = 30.0
 
-#: Seconds between two WARNING lines of one kind about what unauthenticated clients cause.
-DEFAULT_WARNING_INTERVAL = 60.0
 
 T = TypeVar("T")
 
@@ -112,66 +108,6 @@ async def _answer_and_close(request: web.Request, status: int, title: str) -> we
         await response.write_eof()
     request.protocol.force_close()  # the answer written is flushed before the socket closes
     return response
-
-
-class _Throttle:
-    """At most one log line per ``interval`` seconds per kind."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def note(self, kind: str) -> str | None:
-        """``None`` when a line of ``kind`` was logged less than ``interval`` seconds ago (this
-        one is counted, not logged); else the suffix of the line to log: empty, or how many
-        were not logged since the last one."""
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is not None and now - last < self.interval:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return None
-        self._last[kind] = now
-        skipped = self._skipped.pop(kind, 0)
-        return f" ({skipped} more since the last such warning, not logged)" if skipped else ""
-
-    def warning(self, kind: str, message: str, *args: Any) -> None:
-        """Log ``message % args`` on the webhooks logger as a WARNING, unless throttled."""
-        suffix = self.note(kind)
-        if suffix is not None:
-            logger.warning(message + suffix.replace("%", "%%"), *args)
-
-
-class MalformedRequestFilter(logging.Filter):
-    """A filter for aiohttp's ``aiohttp.server`` logger. aiohttp logs every request it cannot
-    parse (malformed headers or chunk framing, before any handler runs) as an ERROR with a
-    traceback: anyone who can connect can fill a log. With this filter such a record becomes
-    one WARNING line without traceback, ``Error handling request from <address>: malformed
-    request (<exception class>)``, at most one per ``interval`` seconds; the next one counts
-    those not logged. Other records pass unchanged.
-
-    ``webhooks listen`` installs it; in your process:
-    ``logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())``.
-    """
-
-    def __init__(self, interval: float = DEFAULT_WARNING_INTERVAL) -> None:
-        super().__init__()
-        self._throttle = _Throttle(interval)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite (or drop, when throttled) a record of a malformed request; keep others."""
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError):
-            return True
-        suffix = self._throttle.note("malformed-request")
-        if suffix is None:
-            return False
-        record.msg = f"{record.getMessage()}: malformed request ({type(error).__name__})" \
-            f"{suffix}"
-        record.args = None
-        record.exc_info = record.exc_text = None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
 
 
 def _is_number(value: object) -> bool:
@@ -260,7 +196,7 @@ class WebhookReceiver(Generic[T]):
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.stats = ReceiverStats()
-        self._warnings = _Throttle(warning_interval)
+        self._warnings = WarningThrottle(warning_interval)
 
     async def _read(self, request: web.Request) -> bytes | web.Response:
         """The body, or the answer refusing it (413, 408, 400)."""
