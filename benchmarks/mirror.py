@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,23 +53,6 @@ from upvest_async.sandbox.webhooks.signer import sign_webhook  # noqa: E402
 
 CLI = [sys.executable, "-m", "upvest_async"]
 PATH = "/webhooks/upvest"
-
-
-class DurableCluster(PostgresCluster):
-    """The tests' throwaway cluster, with PostgreSQL's default durability (``fsync``,
-    ``synchronous_commit``, ``full_page_writes`` on): a commit waits for its WAL flush."""
-
-    def start(self) -> None:
-        self.sockets.mkdir()
-        if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-            shutil.chown(self.sockets, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "--auth=trust", "--username=postgres",
-                  "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
-        options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.sockets} -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log),
-                  "-w", "-t", "60", "start")
 
 
 def load_average() -> str:
@@ -233,7 +215,7 @@ def main(argv: list[str]) -> None:
     bindir = _bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL is not installed: apt-get install -y postgresql")
-    cluster = DurableCluster(bindir)
+    cluster = PostgresCluster(bindir, durable=True)  # fsync on, as in production
     cluster.start()
     try:
         if args.only in (None, "load"):

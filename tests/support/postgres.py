@@ -56,10 +56,13 @@ def _bindir() -> Path | None:
 
 
 class PostgresCluster:
-    """A PostgreSQL cluster of its own in a temporary directory, on ``port`` of 127.0.0.1."""
+    """A PostgreSQL cluster of its own in a temporary directory, on ``port`` of 127.0.0.1.
+    ``durable``: PostgreSQL's default durability (``fsync``, ``full_page_writes`` on: a commit
+    waits for its WAL flush), as the benchmarks measure; else both off, for the tests."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="upvest-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
@@ -91,10 +94,11 @@ class PostgresCluster:
     def start_server(self) -> None:
         """Start the server of the initialised cluster; wait until it accepts connections."""
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.sockets} -c max_connections=200 "
-                   # Faster on a test machine, and still no commit lost when the server (not
-                   # the machine) stops: fsync only matters to an operating system crash.
-                   "-c fsync=off -c full_page_writes=off")
+                   f"-c unix_socket_directories={self.sockets} -c max_connections=200")
+        if not self.durable:
+            # Faster on a test machine, and still no commit lost when the server (not the
+            # machine) stops: fsync only matters to an operating system crash.
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log),
                   "-w", "-t", "60", "start")
 
